@@ -1,0 +1,128 @@
+"""Step 1 of the memo: a conversation (a list of messages) becomes one string.
+
+Introduced in notebook 01_format.
+
+Open-Assistant's format puts a role marker before each message and one ``<|endoftext|>`` after it::
+
+    <|system|>…<|endoftext|><|prompter|>…<|endoftext|><|assistant|>…<|endoftext|>…
+
+The string is what a person reads; the token ids of step 2 are built message by message from the
+validated messages (see :mod:`sft_utils.masking`), never by re-parsing this string, so that a user
+who types ``<|assistant|>`` cannot change the role of later tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+EOS_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<|padding|>"
+PROMPTER, ASSISTANT, SYSTEM = "prompter", "assistant", "system"
+
+#: Role -> marker inserted before the message text (Open-Assistant's markers).
+ROLE_MARKERS = {
+    PROMPTER: "<|prompter|>",
+    ASSISTANT: "<|assistant|>",
+    SYSTEM: "<|system|>",
+}
+#: Role names of the ecosystem's chat form (``{"role": "user", "content": …}``) -> this course's names.
+ROLE_ALIASES = {"user": PROMPTER, "prompter": PROMPTER, "assistant": ASSISTANT, "system": SYSTEM}
+
+
+class ConversationError(ValueError):
+    """A conversation that cannot be formatted or masked safely.
+
+    The message names the conversation (when known) and the offending message, so a bad line in a
+    10 000-line file can be found.
+    """
+
+
+def _where(conversation_id, index=None) -> str:
+    name = f"conversation {conversation_id!r}" if conversation_id is not None else "conversation"
+    return name if index is None else f"{name}, message {index}"
+
+
+def normalize_messages(messages, *, system: str | None = None, conversation_id=None) -> list[dict]:
+    """Validate ``messages`` and return them as ``[{"role": "prompter"|"assistant"|"system", "text": str}]``.
+
+    Accepts this course's form (``role`` in {prompter, assistant, system} with ``text``) and the
+    ecosystem's chat form (``role`` in {user, assistant, system} with ``content``). ``system``, if
+    given, becomes a first system message.
+
+    Rules (each broken rule raises :class:`ConversationError` naming ``conversation_id`` and the
+    message index): ``messages`` is a non-empty list of mappings; every role is known; every text is
+    a non-empty, not whitespace-only ``str``; a system message may only come first (and not together
+    with ``system=``); after it, roles alternate prompter, assistant, prompter, … starting with the
+    prompter. A conversation may end on either role (ending on the prompter is a generation prompt).
+    """
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise ConversationError(
+            f"{_where(conversation_id)}: messages must be a list of dicts, got {type(messages).__name__}"
+        )
+    # (index named in errors, role, text); the system= argument is named "system=".
+    entries: list[tuple] = [("system=", SYSTEM, system)] if system is not None else []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise ConversationError(
+                f"{_where(conversation_id, i)}: expected a dict with 'role' and 'text', got {type(message).__name__}"
+            )
+        raw_role = message.get("role")
+        role = ROLE_ALIASES.get(raw_role) if isinstance(raw_role, str) else None
+        if role is None:
+            raise ConversationError(
+                f"{_where(conversation_id, i)}: unknown role {raw_role!r}; expected one of {sorted(ROLE_ALIASES)}"
+            )
+        if ("text" in message) == ("content" in message):
+            problem = "has both 'text' and 'content'" if "text" in message else "has no 'text' (or 'content') key"
+            raise ConversationError(f"{_where(conversation_id, i)}: {problem}")
+        entries.append((i, role, message["text"] if "text" in message else message["content"]))
+    if not entries:
+        raise ConversationError(f"{_where(conversation_id)}: no messages")
+
+    for position, (i, role, text) in enumerate(entries):
+        where = _where(conversation_id, i)
+        if not isinstance(text, str):
+            raise ConversationError(f"{where}: text must be a str, got {type(text).__name__}")
+        if not text.strip():
+            raise ConversationError(f"{where}: text is empty or whitespace only")
+        if role == SYSTEM and position != 0:
+            detail = "given both system= and a system message" if system is not None else "is not the first message"
+            raise ConversationError(f"{where}: system message {detail}")
+    turns = entries[1:] if entries[0][1] == SYSTEM else entries
+    for k, (i, role, _) in enumerate(turns):
+        expected = PROMPTER if k % 2 == 0 else ASSISTANT
+        if role != expected:
+            raise ConversationError(
+                f"{_where(conversation_id, i)}: expected role {expected!r} (roles alternate, prompter first), "
+                f"got {role!r}"
+            )
+    return [{"role": role, "text": text} for _, role, text in entries]
+
+
+def render_message(message: Mapping) -> str:
+    """One normalised message as it appears in the formatted string: marker + text + ``<|endoftext|>``."""
+    return ROLE_MARKERS[message["role"]] + message["text"] + EOS_TOKEN
+
+
+def format_conversation(
+    messages, *, system: str | None = None, add_generation_prompt: bool = False, conversation_id=None
+) -> str:
+    """Memo step 1: render a conversation as one Open-Assistant string.
+
+    Args:
+        messages: list of ``{"role", "text"}`` (or ``{"role", "content"}``) dicts; see
+            :func:`normalize_messages` for the rules.
+        system: optional system prompt, rendered first as ``<|system|>…<|endoftext|>``.
+        add_generation_prompt: append ``<|assistant|>`` so that a model continues with a reply
+            (the same idea as ``apply_chat_template(add_generation_prompt=True)``).
+        conversation_id: named in error messages.
+
+    Returns:
+        ``str``, e.g. ``"<|prompter|>Hi<|endoftext|><|assistant|>Hello!<|endoftext|>"``.
+
+    Raises:
+        ConversationError: on any message that breaks the rules of :func:`normalize_messages`.
+    """
+    normalized = normalize_messages(messages, system=system, conversation_id=conversation_id)
+    text = "".join(render_message(m) for m in normalized)
+    return text + ROLE_MARKERS[ASSISTANT] if add_generation_prompt else text

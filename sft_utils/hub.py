@@ -1,0 +1,37 @@
+"""Is the Hugging Face hub reachable? One quick probe instead of transformers' minute of retries.
+
+Introduced in notebook 02_tokenize. Without network, ``from_pretrained("EleutherAI/pythia-70m")``
+retries for about 50 s before failing; every notebook would pay that. A 3-second TCP connect tells
+the same thing, and ``HF_HUB_OFFLINE=1`` (the library's own switch) skips even that.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from urllib.parse import urlparse
+
+
+@functools.lru_cache(maxsize=1)
+def hub_is_reachable(timeout_s: float = 3.0) -> bool:
+    """True when a TCP connection to the hub endpoint (``HF_ENDPOINT``, default huggingface.co:443) opens.
+
+    Returns False at once when ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is set to 1/true/yes.
+    The answer is cached for the life of the process.
+    """
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}:
+            return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def is_local_path(name_or_path) -> bool:
+    """True when ``name_or_path`` is an existing directory (a saved tokenizer or model), not a hub name."""
+    return os.path.isdir(os.fspath(name_or_path))

@@ -1,0 +1,86 @@
+"""Step 3 of the memo: tokens, the message each token belongs to, and the label mask.
+
+Introduced in notebook 03_mask.
+
+For every token we record the index of its message (``message_indices``) and whether it is trained
+(``label_mask``: True on every token of an assistant message, i.e. its ``<|assistant|>`` marker, its
+text and its closing ``<|endoftext|>``). The memo's picture, one column per token::
+
+    TEXT:             <|prompter|> Hello ,  how … <|endoftext|> <|assistant|> I  am … <|endoftext|>
+    MESSAGE_INDICES:  0            0     0  0       0           1             1  1      1
+    LABEL_MASK:       0            0     0  0       0           1             1  1      1
+
+How ids are built: each message's text is tokenized on its own with ``split_special_tokens=True``, and
+the marker and ``<|endoftext|>`` ids are put around it. So only markers that the formatter inserts
+become role ids; a user who writes ``<|assistant|>`` gets plain-text tokens. For text without such
+literals the ids equal ``tokenizer(format_conversation(messages))`` exactly (a test checks it),
+because the special tokens already cut the string at every message boundary.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from .formatting import ASSISTANT, EOS_TOKEN, ROLE_MARKERS, normalize_messages
+
+
+def tokenize_conversation(messages, tokenizer, *, max_length: int | None = None, system: str | None = None,
+                          conversation_id=None) -> dict:
+    """Memo steps 2-3: token ids, attention mask, message index and label mask of one conversation.
+
+    Args:
+        messages: list of ``{"role", "text"}`` / ``{"role", "content"}`` dicts (see
+            :func:`sft_utils.formatting.normalize_messages`).
+        tokenizer: from :func:`sft_utils.load_tokenizer` (needs the role tokens).
+        max_length: keep the first ``max_length`` tokens (right truncation). A warning is issued when
+            this leaves no trained token.
+        system: optional system prompt, as in :func:`sft_utils.format_conversation`.
+        conversation_id: named in errors and warnings.
+
+    Returns:
+        dict of Python lists, all of length T (tokens):
+        ``input_ids`` (int), ``attention_mask`` (int, all 1), ``message_indices`` (int, index into the
+        normalised messages, the system message counting as message 0 when present) and
+        ``label_mask`` (bool, True on assistant tokens).
+
+    Raises:
+        ConversationError: invalid messages (see ``normalize_messages``).
+        ValueError: ``max_length`` < 1, or a tokenizer without the role tokens.
+    """
+    if max_length is not None and max_length < 1:
+        raise ValueError(f"max_length must be >= 1 tokens, got {max_length}")
+    normalized = normalize_messages(messages, system=system, conversation_id=conversation_id)
+    marker_ids = {role: _token_id(tokenizer, marker) for role, marker in ROLE_MARKERS.items()}
+    eos_id = _token_id(tokenizer, EOS_TOKEN)
+    # One batched call for all texts; split_special_tokens keeps literal "<|assistant|>" as plain text.
+    texts_ids = tokenizer([m["text"] for m in normalized], add_special_tokens=False,
+                          split_special_tokens=True)["input_ids"]
+
+    input_ids, message_indices, label_mask = [], [], []
+    for index, (message, text_ids) in enumerate(zip(normalized, texts_ids)):
+        ids = [marker_ids[message["role"]], *text_ids, eos_id]
+        input_ids += ids
+        message_indices += [index] * len(ids)
+        label_mask += [message["role"] == ASSISTANT] * len(ids)
+
+    if max_length is not None and len(input_ids) > max_length:
+        input_ids, message_indices, label_mask = (x[:max_length] for x in (input_ids, message_indices, label_mask))
+        # Position 0 is never a target after the shift, so it does not count as trained.
+        if not any(label_mask[1:]):
+            where = f"conversation {conversation_id!r}" if conversation_id is not None else "a conversation"
+            warnings.warn(f"{where}: truncation to max_length={max_length} tokens left no trained token",
+                          stacklevel=2)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": [1] * len(input_ids),
+        "message_indices": message_indices,
+        "label_mask": label_mask,
+    }
+
+
+def _token_id(tokenizer, token: str) -> int:
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    # An unknown token maps to the unk id (0, which is also <|endoftext|> in Pythia).
+    if token_id is None or (token_id == tokenizer.unk_token_id and token != tokenizer.unk_token):
+        raise ValueError(f"tokenizer has no {token!r} token; load it with sft_utils.load_tokenizer()")
+    return token_id

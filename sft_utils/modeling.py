@@ -1,0 +1,116 @@
+"""Step 5 of the memo: the model, and its output head that projects hidden states to the vocabulary.
+
+Introduced in notebook 05_project.
+
+GPT-NeoX ends with a linear layer without bias, ``hidden_size -> vocab_size``. Pythia checkpoints
+name it ``embed_out``; transformers 5 calls the attribute ``lm_head`` (and maps the checkpoint name);
+``model.get_output_embeddings()`` works in every version. Its output, the logits, is
+``[batch, seq, vocab_size]``, the largest activation of a small model.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .hub import hub_is_reachable, is_local_path
+
+DEFAULT_MODEL = "EleutherAI/pythia-70m"
+
+# Pythia's published configs (EleutherAI/pythia-*/config.json). Shared by all sizes: GELU, rotary on
+# 25% of each head (base 10 000), parallel attention + MLP residual, untied input/output embeddings,
+# 2 048-token context, bos = eos = 0. intermediate_size is always 4 * hidden_size.
+PYTHIA_SIZES = {  # name: (hidden_size, num_hidden_layers, num_attention_heads, vocab_size)
+    "pythia-14m": (128, 6, 4, 50304),
+    "pythia-31m": (256, 6, 8, 50304),
+    "pythia-70m": (512, 6, 8, 50304),
+    "pythia-160m": (768, 12, 12, 50304),
+    "pythia-410m": (1024, 24, 16, 50304),
+    "pythia-1b": (2048, 16, 8, 50304),
+    "pythia-1.4b": (2048, 24, 16, 50304),
+    "pythia-2.8b": (2560, 32, 32, 50304),
+    "pythia-6.9b": (4096, 32, 32, 50432),
+    "pythia-12b": (5120, 36, 40, 50688),
+}
+
+
+def pythia_config(name: str):
+    """``GPTNeoXConfig`` of a Pythia size, e.g. ``"EleutherAI/pythia-70m"`` or ``"pythia-160m-deduped"``.
+
+    Built from the same keys as the hub's ``config.json`` (so transformers converts ``rotary_pct``
+    etc. as it does for a download). ``eos_token_id`` is set to 0 explicitly: ``GPTNeoXConfig``
+    defaults it to 2. Raises ValueError for a name that is not a Pythia size.
+    """
+    from transformers import GPTNeoXConfig
+
+    size = name.split("/")[-1].lower().removesuffix("-deduped").removesuffix("-v0")
+    if size not in PYTHIA_SIZES:
+        raise ValueError(f"unknown Pythia size {name!r}; known: {', '.join(PYTHIA_SIZES)}")
+    hidden, layers, heads, vocab = PYTHIA_SIZES[size]
+    return GPTNeoXConfig.from_dict({
+        "architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox",
+        "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
+        "intermediate_size": 4 * hidden, "vocab_size": vocab, "hidden_act": "gelu",
+        "rotary_pct": 0.25, "rotary_emb_base": 10000, "max_position_embeddings": 2048,
+        "use_parallel_residual": True, "tie_word_embeddings": False, "layer_norm_eps": 1e-5,
+        "initializer_range": 0.02, "attention_dropout": 0.0, "hidden_dropout": 0.0,
+        "bos_token_id": 0, "eos_token_id": 0, "use_cache": True,
+    })
+
+
+def load_model(name_or_path=DEFAULT_MODEL, *, seed: int = 0, verbose: bool = True):
+    """A ``GPTNeoXForCausalLM``: Pythia's weights from the hub when reachable, else random weights.
+
+    Args:
+        name_or_path: hub name (``EleutherAI/pythia-70m``, any size) or a local folder saved with
+            ``save_pretrained``.
+        seed: ``torch.manual_seed`` used before random initialisation (offline path only).
+        verbose: print which source was used.
+
+    Returns:
+        The model in eval mode, float32, on the CPU; ``model.sft_source`` says where it came from and
+        ``model.sft_pretrained`` is False for random weights. Its ``pad_token_id`` is set to 1.
+
+    Without the hub (and not in the hub cache) the model has the named size's exact architecture but
+    *random weights*, and a loud message says so: shapes, memory and losses of the course are right,
+    generated text is noise.
+
+    Raises ValueError when offline and ``name_or_path`` is neither a folder nor a Pythia size.
+    """
+    from transformers import GPTNeoXForCausalLM
+
+    model, source, pretrained = None, None, True
+    if is_local_path(name_or_path):
+        model, source = GPTNeoXForCausalLM.from_pretrained(name_or_path), f"local folder {name_or_path!s}"
+    elif hub_is_reachable():
+        model, source = GPTNeoXForCausalLM.from_pretrained(name_or_path), f"hub ({name_or_path})"
+    else:
+        try:
+            model = GPTNeoXForCausalLM.from_pretrained(name_or_path, local_files_only=True)
+            source = f"hub cache ({name_or_path}, offline)"
+        except OSError:
+            config = pythia_config(str(name_or_path))
+            torch.manual_seed(seed)
+            model, pretrained = GPTNeoXForCausalLM(config), False
+            source = f"RANDOM weights with {name_or_path}'s config (hub unreachable)"
+    model.config.pad_token_id = 1
+    model.config.eos_token_id = 0
+    model.sft_source, model.sft_pretrained = source, pretrained
+    if verbose:
+        n = sum(p.numel() for p in model.parameters())
+        print(("!" * 72 + "\n" if not pretrained else "") + f"Model: {source}; {n / 1e6:.1f}M parameters")
+        if not pretrained:
+            print("No pretrained weights: shapes and losses are real, generated text will be noise.\n" + "!" * 72)
+    return model.eval()
+
+
+def output_head(model) -> torch.nn.Linear:
+    """The vocabulary projection (``embed_out`` in Pythia checkpoints, ``lm_head`` in transformers 5).
+
+    ``weight``: ``[vocab_size, hidden_size]``, no bias.
+    """
+    return model.get_output_embeddings()
+
+
+def logits_nbytes(batch: int, seq: int, vocab_size: int, dtype: torch.dtype = torch.float32) -> int:
+    """Bytes of a ``[batch, seq, vocab_size]`` logits tensor of ``dtype`` (activations only, no gradient)."""
+    return batch * seq * vocab_size * torch.finfo(dtype).bits // 8

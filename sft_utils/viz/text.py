@@ -1,0 +1,62 @@
+"""Plain-text tables of tokens, aligned like the memo's TEXT / MESSAGE_INDICES / LABEL_MASK picture.
+
+Introduced in notebook 03_mask; used again in 04_shift. Plain text reads the same in JupyterLab, on
+GitHub and in a terminal, and nbval can compare it.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+# Make whitespace visible so that "␣how" and "how" are told apart.
+_VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
+
+
+def token_strings(tokenizer, ids) -> list[str]:
+    """Each id decoded on its own, whitespace made visible (space ␣, newline ↵, tab ⇥).
+
+    A token holding part of a multi-byte character (CJK, emoji) decodes to "�" on its own; the
+    characters come back when its neighbours are decoded with it.
+    """
+    pieces = [tokenizer.decode([int(i)], clean_up_tokenization_spaces=False) for i in ids]
+    return ["".join(_VISIBLE.get(ch, ch) for ch in piece) or "∅" for piece in pieces]
+
+
+def _width(text: str) -> int:
+    """Columns a string takes in a monospace font (wide CJK characters take 2)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def aligned_table(rows: dict[str, list], *, width: int = 100) -> str:
+    """One column per token, one row per named sequence, wrapped into blocks of at most ``width`` columns.
+
+    Args:
+        rows: row name -> list of values (str, int or bool; bools print as 0/1); all of one length.
+        width: line width in characters (monospace columns).
+
+    Raises ValueError when the rows differ in length.
+    """
+    lengths = {name: len(values) for name, values in rows.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"rows differ in length: {lengths}")
+    cells = {name: [str(int(v)) if isinstance(v, bool) else str(v) for v in values] for name, values in rows.items()}
+    label_width = max(len(name) for name in rows) + 2
+    n = next(iter(lengths.values()), 0)
+    blocks, start = [], 0
+    while start < n:
+        used, stop = label_width, start
+        while stop < n:
+            col = max(_width(cells[name][stop]) for name in rows) + 1
+            if used + col > width and stop > start:
+                break
+            used, stop = used + col, stop + 1
+        lines = []
+        for name in rows:
+            line = f"{name + ':':<{label_width}}"
+            for i in range(start, stop):
+                col = max(_width(cells[r][i]) for r in rows) + 1
+                line += cells[name][i] + " " * (col - _width(cells[name][i]))
+            lines.append(line.rstrip())
+        blocks.append("\n".join(lines))
+        start = stop
+    return "\n\n".join(blocks)

@@ -1,0 +1,33 @@
+import pytest
+
+import sft_utils
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """Pythia's tokenizer with role tokens (hub, else the offline copy that `make test` builds)."""
+    return sft_utils.load_tokenizer(verbose=False)
+
+
+@pytest.fixture(scope="session")
+def course_conversations():
+    return sft_utils.load_conversations(sft_utils.course_data_path())
+
+
+@pytest.fixture(scope="session")
+def shared_conversations():
+    shared = sft_utils.shared_data_dir()
+    if shared is None or not (shared / "conversations.jsonl").exists():
+        pytest.skip("real Open-Assistant data absent: no ../shared/data/conversations.jsonl (or $SFT_SHARED_DATA)")
+    return sft_utils.load_conversations(shared / "conversations.jsonl")
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """pythia-14m's architecture with random weights (seeded): real shapes, fast on a CPU."""
+    import torch
+    from transformers import GPTNeoXForCausalLM
+
+    torch.manual_seed(0)
+    model = GPTNeoXForCausalLM(sft_utils.pythia_config("pythia-14m"))
+    return model.eval()

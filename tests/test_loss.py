@@ -1,0 +1,100 @@
+"""Step 6: the memo's masked cross-entropy against independent references."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sft_utils import AssistantOnlyCollator, MaskedCrossEntropyLoss, tokenize_conversation
+from sft_utils.shifting import IGNORE_INDEX
+
+
+def reference_loss(logits, targets, mask):
+    """Plain-Python log-sum-exp, independent of torch's softmax."""
+    total, count = 0.0, 0
+    for b in range(logits.shape[0]):
+        for t in range(logits.shape[1]):
+            if mask[b, t]:
+                row = logits[b, t].tolist()
+                top = max(row)
+                total += top + math.log(sum(math.exp(x - top) for x in row)) - row[int(targets[b, t])]
+                count += 1
+    return total / count
+
+
+@pytest.fixture
+def random_batch():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 7, 11, generator=g, dtype=torch.float64).float() * 3
+    targets = torch.randint(0, 11, (3, 7), generator=g)
+    mask = torch.rand(3, 7, generator=g) < 0.5
+    return logits, targets, mask
+
+
+def test_equals_plain_python_reference(random_batch):
+    logits, targets, mask = random_batch
+    loss = MaskedCrossEntropyLoss()(logits, targets, mask)
+    assert loss.dtype == torch.float32 and loss.shape == ()
+    assert loss.item() == pytest.approx(reference_loss(logits, targets, mask), abs=1e-5)
+
+
+def test_equals_cross_entropy_with_ignore_index(random_batch):
+    logits, targets, mask = random_batch
+    labels = torch.where(mask, targets, IGNORE_INDEX)
+    expected = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+    assert MaskedCrossEntropyLoss()(logits, targets, mask).item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_sum_and_none_reductions(random_batch):
+    logits, targets, mask = random_batch
+    per_token = MaskedCrossEntropyLoss("none")(logits, targets, mask)
+    assert per_token.shape == (3, 7) and (per_token[~mask] == 0).all()
+    total = MaskedCrossEntropyLoss("sum")(logits, targets, mask)
+    assert total.item() == pytest.approx(per_token.sum().item(), abs=1e-5)
+    assert total.item() / mask.sum().item() == pytest.approx(MaskedCrossEntropyLoss()(logits, targets, mask).item())
+
+
+def test_empty_mask_gives_zero_not_nan_and_zero_gradients(random_batch):
+    logits, targets, _ = random_batch
+    logits = logits.clone().requires_grad_()
+    loss = MaskedCrossEntropyLoss()(logits, targets, torch.zeros_like(targets, dtype=torch.bool))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+def test_inf_at_an_untrained_position_does_not_poison_the_loss(random_batch):
+    logits, targets, mask = random_batch
+    b, t = (~mask).nonzero()[0].tolist()
+    logits = logits.clone()
+    logits[b, t, :] = -float("inf")  # log_softmax -> NaN at that position only
+    loss = MaskedCrossEntropyLoss()(logits, targets, mask)
+    assert torch.isfinite(loss)
+
+
+def test_bf16_logits_are_scored_in_float32(random_batch):
+    logits, targets, mask = random_batch
+    loss = MaskedCrossEntropyLoss()(logits.bfloat16(), targets, mask)
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(reference_loss(logits.bfloat16().float(), targets, mask), abs=1e-5)
+
+
+def test_shape_mismatch_is_an_error(random_batch):
+    logits, targets, mask = random_batch
+    with pytest.raises(ValueError, match="shapes differ"):
+        MaskedCrossEntropyLoss()(logits, targets[:, :-1], mask[:, :-1])
+    with pytest.raises(ValueError, match="reduction must be"):
+        MaskedCrossEntropyLoss("avg")
+
+
+def test_equals_gpt_neox_labels_loss_on_the_same_batch(tokenizer, tiny_model, course_conversations):
+    """Both conventions of step 4 through the real model: the memo's loss == model(labels=...).loss."""
+    examples = [tokenize_conversation(c["messages"], tokenizer) for c in course_conversations[:4]]
+    shifted = AssistantOnlyCollator(tokenizer.pad_token_id)(examples)
+    hf = AssistantOnlyCollator(tokenizer.pad_token_id, convention="labels")(examples)
+    with torch.no_grad():
+        logits = tiny_model(input_ids=shifted["input_ids"], attention_mask=shifted["attention_mask"]).logits
+        ours = MaskedCrossEntropyLoss()(logits, shifted["targets"], shifted["label_masks"])
+        theirs = tiny_model(**hf).loss
+    assert ours.item() == pytest.approx(theirs.item(), abs=1e-6)
+    assert 9.0 < ours.item() < 12.0  # random weights: about ln(50304) = 10.8 nats

@@ -1,0 +1,63 @@
+"""Step 5: the model and its vocabulary projection."""
+
+import pytest
+import torch
+from transformers import GPTNeoXForCausalLM
+
+import sft_utils
+from sft_utils import hub
+from sft_utils.modeling import logits_nbytes, output_head, pythia_config
+
+
+@pytest.mark.parametrize("name, params", [("EleutherAI/pythia-70m", 70_426_624), ("pythia-160m-deduped", 162_322_944)])
+def test_config_reproduces_the_published_parameter_counts(name, params):
+    with torch.device("meta"):  # shapes only, no memory
+        model = GPTNeoXForCausalLM(pythia_config(name))
+    assert sum(p.numel() for p in model.parameters()) == params
+
+
+def test_config_fixes_eos_and_keeps_pythia_details():
+    config = pythia_config("pythia-410m")
+    assert (config.eos_token_id, config.bos_token_id) == (0, 0)  # GPTNeoXConfig alone defaults eos to 2
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (1024, 24, 16)
+    assert config.vocab_size == 50304 and config.intermediate_size == 4096
+    assert config.use_parallel_residual and not config.tie_word_embeddings
+
+
+def test_unknown_size_is_an_error():
+    with pytest.raises(ValueError, match="unknown Pythia size 'gpt2'"):
+        pythia_config("gpt2")
+
+
+def test_output_head_projects_hidden_states_to_the_vocabulary(tiny_model):
+    head = output_head(tiny_model)
+    assert isinstance(head, torch.nn.Linear) and head.bias is None
+    assert head.weight.shape == (50304, 128)
+    ids = torch.tensor([[50279, 42, 1053, 0, 50280]])
+    with torch.no_grad():
+        out = tiny_model(input_ids=ids, output_hidden_states=True)
+    assert out.logits.shape == (1, 5, 50304)
+    # logits are exactly the head applied to the last hidden state (after the final layer norm)
+    assert torch.allclose(head(out.hidden_states[-1]), out.logits, atol=1e-5)
+
+
+def test_logits_nbytes():
+    assert logits_nbytes(8, 2048, 50304) == 8 * 2048 * 50304 * 4  # 3.3 GB, the issue's figure
+    assert logits_nbytes(1, 10, 100, torch.bfloat16) == 2000
+
+
+def test_load_model_offline_builds_random_weights_and_says_so(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty hub cache
+    hub.hub_is_reachable.cache_clear()
+    try:
+        model = sft_utils.load_model("EleutherAI/pythia-14m", seed=3)
+    finally:
+        hub.hub_is_reachable.cache_clear()
+    printed = capsys.readouterr().out
+    assert "RANDOM weights" in printed and "pythia-14m" in printed
+    assert model.sft_pretrained is False and not model.training
+    assert (model.config.pad_token_id, model.config.eos_token_id) == (1, 0)
+    torch.manual_seed(3)
+    again = GPTNeoXForCausalLM(pythia_config("pythia-14m"))
+    assert torch.equal(output_head(model).weight, output_head(again).weight)  # seeded, reproducible

@@ -1,0 +1,96 @@
+import json
+
+import pytest
+
+import sft_utils
+from sft_utils import assets, hub, tokenization
+
+RIDDLE_PREFIX = [50279, 42, 1053, 626, 2096, 253, 391, 3209, 670, 495, 1161]
+
+
+def test_role_tokens_have_the_memo_ids(tokenizer):
+    ids = tokenizer.convert_tokens_to_ids(list(sft_utils.ROLE_TOKENS))
+    assert ids == [50277, 50278, 50279, 50280, 50281]
+    assert tokenizer.convert_tokens_to_ids("<|prompter|>") == 50279
+    assert len(tokenizer) == 50282
+
+
+def test_pad_is_padding_not_endoftext(tokenizer):
+    assert (tokenizer.pad_token, tokenizer.pad_token_id) == ("<|padding|>", 1)
+    assert (tokenizer.eos_token, tokenizer.eos_token_id) == ("<|endoftext|>", 0)
+    assert tokenizer.pad_token_id != tokenizer.eos_token_id
+
+
+def test_riddle_sentence_encodes_to_the_memo_ids(tokenizer):
+    ids = tokenizer(assets.RIDDLE_SENTENCE, add_special_tokens=False)["input_ids"]
+    assert ids == [42, 1053, 626, 2096, 253, 391, 3209, 670, 495, 1161, 7752, 13, 476, 368, 5513, 352, 281, 479, 32]
+
+
+def test_formatted_riddle_conversation_starts_with_memo_ids(tokenizer, course_conversations):
+    riddle = next(c for c in course_conversations if c["id"] == "memo-riddle")
+    ids = tokenizer(sft_utils.format_conversation(riddle["messages"]))["input_ids"]
+    assert ids[:11] == RIDDLE_PREFIX
+    example = sft_utils.tokenize_conversation(riddle["messages"], tokenizer)
+    assert example["input_ids"][:11] == RIDDLE_PREFIX
+    assert example["attention_mask"][:11] == [1] * 11
+
+
+def test_no_bos_or_eos_added_by_the_tokenizer(tokenizer):
+    assert tokenizer("Hi")["input_ids"] == tokenizer("Hi", add_special_tokens=False)["input_ids"] == [12764]
+
+
+def test_offline_folder_loads_in_transformers_4_and_5(tokenizer):
+    folder = assets.offline_tokenizer_dir()
+    if not (folder / "tokenizer_config.json").exists():
+        pytest.skip(f"tokenizer came from {tokenizer.sft_source}; no offline folder built")
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "GPTNeoXTokenizer"  # "TokenizersBackend" breaks transformers 4.x
+    added = json.loads((folder / "tokenizer.json").read_text())["added_tokens"]
+    assert max(t["id"] for t in added) == 50276 and not any("|||" in t["content"] for t in added)
+
+
+def test_strip_pii_tokens_removes_exactly_the_three():
+    vocab = {"a": 0, "b": 50253}
+    added = [{"id": 0, "content": "<|endoftext|>"}, {"id": 50276, "content": "  "}] + [
+        {"id": i, "content": f"|||PII{i}|||"} for i in assets.PII_TOKEN_IDS
+    ]
+    out = assets.strip_pii_tokens({"added_tokens": added, "model": {"vocab": vocab}})
+    assert [t["id"] for t in out["added_tokens"]] == [0, 50276]
+
+
+def test_strip_pii_tokens_refuses_an_unexpected_file():
+    with pytest.raises(ValueError, match="expected PII tokens"):
+        assets.strip_pii_tokens({"added_tokens": [{"id": 0, "content": "x"}], "model": {"vocab": {"a": 0}}})
+
+
+def test_missing_assets_error_names_the_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("SFT_COURSE_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty hub cache
+    hub.hub_is_reachable.cache_clear()
+    try:
+        with pytest.raises(tokenization.OfflineAssetsMissing, match="python -m sft_utils.assets"):
+            sft_utils.load_tokenizer("EleutherAI/pythia-70m", verbose=False)
+    finally:
+        hub.hub_is_reachable.cache_clear()
+
+
+def test_hub_offline_switch_is_honoured(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub.hub_is_reachable.cache_clear()
+    try:
+        assert hub.hub_is_reachable() is False
+    finally:
+        hub.hub_is_reachable.cache_clear()
+
+
+def test_add_role_tokens_refuses_a_tokenizer_whose_ids_would_shift():
+    from transformers import AutoTokenizer
+
+    folder = assets.offline_tokenizer_dir()
+    if not (folder / "tokenizer.json").exists():
+        pytest.skip("needs the offline folder (python -m sft_utils.assets) for a base tokenizer")
+    base = AutoTokenizer.from_pretrained(folder)
+    base.add_tokens(["<|extra|>"], special_tokens=True)  # takes 50277: every role id moves up by one
+    with pytest.raises(ValueError, match="unexpected token ids"):
+        tokenization.add_role_tokens(base)

@@ -1,0 +1,48 @@
+"""The first fine-tuning loop: the masked loss goes down."""
+
+import pytest
+import torch
+
+from sft_utils import AssistantOnlyCollator, MaskedCrossEntropyLoss, tokenize_conversation
+from sft_utils.training import evaluate, masked_loss_sum, train_step
+
+
+@pytest.fixture
+def batches(tokenizer, course_conversations):
+    collate = AssistantOnlyCollator(tokenizer.pad_token_id)
+    examples = [tokenize_conversation(c["messages"], tokenizer) for c in course_conversations]
+    return [collate(examples[:5]), collate(examples[5:8])]
+
+
+def test_evaluate_weights_by_trained_tokens_not_by_batch(tiny_model, batches):
+    sums, counts = zip(*(masked_loss_sum(tiny_model, b) for b in batches))
+    assert counts[0] != counts[1]
+    expected = sum(s.item() for s in sums) / sum(counts)
+    assert evaluate(tiny_model, batches) == pytest.approx(expected, rel=1e-6)
+    means = [s.item() / c for s, c in zip(sums, counts)]
+    assert evaluate(tiny_model, batches) != pytest.approx(sum(means) / 2, rel=1e-7)
+
+
+def test_masked_loss_sum_matches_the_loss_module(tiny_model, batches):
+    batch = batches[0]
+    total, count = masked_loss_sum(tiny_model, batch)
+    with torch.no_grad():
+        logits = tiny_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert count == int(batch["label_masks"].sum())
+    assert total.item() / count == pytest.approx(
+        MaskedCrossEntropyLoss()(logits, batch["targets"], batch["label_masks"]).item(), rel=1e-6)
+
+
+def test_training_steps_lower_the_assistant_only_loss(batches):
+    from transformers import GPTNeoXForCausalLM
+
+    from sft_utils import pythia_config
+
+    torch.manual_seed(0)
+    model = GPTNeoXForCausalLM(pythia_config("pythia-14m"))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = evaluate(model, batches)
+    losses = [train_step(model, batches[step % 2], optimizer) for step in range(20)]
+    after = evaluate(model, batches)
+    assert before > 10.0 and after < before - 2.0, (before, after)
+    assert losses[-1] < losses[0]
