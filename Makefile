@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml
 course: setup
 	$(BIN)/python -m sft_utils.notebooks --out build/notebooks
 
+# JupyterLab refuses to run as root without --allow-root (containers, Colab-like VMs).
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env

@@ -92,6 +92,7 @@ def load_model(name_or_path=DEFAULT_MODEL, *, seed: int = 0, verbose: bool = Tru
             torch.manual_seed(seed)
             model, pretrained = GPTNeoXForCausalLM(config), False
             source = f"RANDOM weights with {name_or_path}'s config (hub unreachable)"
+    model = model.float()  # checkpoints are float16 and transformers 5 keeps their dtype; train in fp32
     model.config.pad_token_id = 1
     model.config.eos_token_id = 0
     model.sft_source, model.sft_pretrained = source, pretrained
