@@ -12,12 +12,12 @@ STAMP := $(VENV)/.sft-course-installed
 setup: $(STAMP)
 	$(BIN)/python -m sft_utils.assets
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first: installed alone, pip would let a dependency pull a multi-GB CUDA build.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[lab,dev]"
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt -e ".[lab,dev]"
 	touch $(STAMP)
 
 course: setup
