@@ -15,7 +15,8 @@ from urllib.parse import urlparse
 
 @functools.lru_cache(maxsize=1)
 def hub_is_reachable(timeout_s: float = 3.0) -> bool:
-    """True when a TCP connection to the hub endpoint (``HF_ENDPOINT``, default huggingface.co:443) opens.
+    """True when a TCP connection to the hub endpoint (``HF_ENDPOINT``, default huggingface.co:443) opens
+    (to ``HTTPS_PROXY`` instead, when one is set).
 
     Returns False at once when ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is set to 1/true/yes.
     The answer is cached for the life of the process.
@@ -24,6 +25,10 @@ def hub_is_reachable(timeout_s: float = 3.0) -> bool:
         if os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}:
             return False
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    # Behind a proxy the hub is reached through it: probe the proxy instead.
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    if proxy and url.scheme == "https":
+        url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         with socket.create_connection((url.hostname, port), timeout=timeout_s):

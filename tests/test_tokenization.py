@@ -94,3 +94,24 @@ def test_add_role_tokens_refuses_a_tokenizer_whose_ids_would_shift():
     base.add_tokens(["<|extra|>"], special_tokens=True)  # takes 50277: every role id moves up by one
     with pytest.raises(ValueError, match="unexpected token ids"):
         tokenization.add_role_tokens(base)
+
+
+def test_hub_probe_goes_through_the_proxy_when_one_is_set(monkeypatch):
+    import socket
+
+    seen = []
+
+    def fake_connect(address, timeout):
+        seen.append(address)
+        raise OSError("unreachable in this test")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setattr(socket, "create_connection", fake_connect)
+    hub.hub_is_reachable.cache_clear()
+    try:
+        assert hub.hub_is_reachable() is False
+    finally:
+        hub.hub_is_reachable.cache_clear()
+    assert seen == [("proxy.example", 3128)]
