@@ -2,8 +2,10 @@
 # Each sets everything up first (a virtual environment in .venv, torch, sft_utils, the offline tokenizer).
 PYTHON ?= python3
 VENV ?= .venv
-# A CPU build is enough for the course; on a GPU machine pass e.g. TORCH_SPEC="torch" for pip's default build.
+# PyTorch: a CPU build from PyTorch's CPU index by default (PyPI's Linux build carries GBs of CUDA).
+# On a GPU machine: make course TORCH_INDEX= TORCH_SPEC=torch  (PyPI's default build, with CUDA).
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sft-course-installed
 
@@ -15,8 +17,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first: installed alone, pip would let a dependency pull a multi-GB CUDA build.
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	# torch first and on its own: otherwise a dependency would pull PyPI's default (CUDA) build.
+	$(BIN)/python -c "import torch" 2>/dev/null || \
+	  $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt -e ".[lab,dev]"
 	touch $(STAMP)
 

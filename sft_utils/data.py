@@ -43,23 +43,27 @@ def load_conversations(path) -> list[dict]:
 
     Raises:
         FileNotFoundError: no such file.
-        ConversationError: a line that is not a JSON object with a valid ``messages`` list; the message
-            names the file and line (1-based).
+        ConversationError: a line that is not UTF-8, not a JSON object, or without a valid ``messages``
+            list; the message names the file and line (1-based).
     """
     path = Path(path)
     conversations = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with path.open("rb") as f:  # bytes, so that a bad encoding is reported with its line
+        for lineno, raw in enumerate(f, start=1):
+            where = f"{path.name}:{lineno}"
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise ConversationError(f"{where}: not UTF-8 (byte {e.start} of the line)") from None
             if not line.strip():
                 continue
-            where = f"{path.name}:{lineno}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ConversationError(f"{where}: not valid JSON ({e.msg})") from None
             if not isinstance(record, dict) or "messages" not in record:
                 raise ConversationError(f"{where}: expected a JSON object with a 'messages' list")
-            conversation_id = record.get("id", where)
+            conversation_id = record.get("id") if record.get("id") is not None else where
             messages = normalize_messages(record["messages"], conversation_id=f"{conversation_id} ({where})")
             conversations.append({**record, "id": conversation_id, "messages": messages})
     return conversations

@@ -29,6 +29,10 @@ ROLE_MARKERS = {
 ROLE_ALIASES = {"user": PROMPTER, "prompter": PROMPTER, "assistant": ASSISTANT, "system": SYSTEM}
 
 
+# Characters that print as nothing: a text made only of these and whitespace is empty to a reader.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+
+
 class ConversationError(ValueError):
     """A conversation that cannot be formatted or masked safely.
 
@@ -51,7 +55,8 @@ def normalize_messages(messages, *, system: str | None = None, conversation_id=N
 
     Rules (each broken rule raises :class:`ConversationError` naming ``conversation_id`` and the
     message index): ``messages`` is a non-empty list of mappings; every role is known; every text is
-    a non-empty, not whitespace-only ``str``; a system message may only come first (and not together
+    a ``str`` that is valid Unicode (no lone surrogate) and holds more than whitespace and zero-width
+    characters; a system message may only come first (and not together
     with ``system=``); after it, roles alternate prompter, assistant, prompter, … starting with the
     prompter. A conversation may end on either role (ending on the prompter is a generation prompt).
     """
@@ -83,8 +88,12 @@ def normalize_messages(messages, *, system: str | None = None, conversation_id=N
         where = _where(conversation_id, i)
         if not isinstance(text, str):
             raise ConversationError(f"{where}: text must be a str, got {type(text).__name__}")
-        if not text.strip():
+        if not text.translate(_INVISIBLE).strip():
             raise ConversationError(f"{where}: text is empty or whitespace only")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate such as "\ud800": not encodable, not tokenizable
+            raise ConversationError(f"{where}: text is not valid Unicode ({e.reason} at character {e.start})") from None
         if role == SYSTEM and position != 0:
             detail = "given both system= and a system message" if system is not None else "is not the first message"
             raise ConversationError(f"{where}: system message {detail}")
@@ -121,8 +130,14 @@ def format_conversation(
         ``str``, e.g. ``"<|prompter|>Hi<|endoftext|><|assistant|>Hello!<|endoftext|>"``.
 
     Raises:
-        ConversationError: on any message that breaks the rules of :func:`normalize_messages`.
+        ConversationError: on any message that breaks the rules of :func:`normalize_messages`, or when
+            ``add_generation_prompt`` is set and the last message is not the prompter's.
     """
     normalized = normalize_messages(messages, system=system, conversation_id=conversation_id)
     text = "".join(render_message(m) for m in normalized)
-    return text + ROLE_MARKERS[ASSISTANT] if add_generation_prompt else text
+    if not add_generation_prompt:
+        return text
+    if normalized[-1]["role"] != PROMPTER:  # else two assistant turns in a row
+        raise ConversationError(f"{_where(conversation_id)}: add_generation_prompt needs a conversation that ends "
+                                f"with the prompter, not the {normalized[-1]['role']}")
+    return text + ROLE_MARKERS[ASSISTANT]

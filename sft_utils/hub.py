@@ -38,5 +38,17 @@ def hub_is_reachable(timeout_s: float = 3.0) -> bool:
 
 
 def is_local_path(name_or_path) -> bool:
-    """True when ``name_or_path`` is an existing directory (a saved tokenizer or model), not a hub name."""
-    return os.path.isdir(os.fspath(name_or_path))
+    """True when ``name_or_path`` is an existing directory (a saved tokenizer or model), not a hub name.
+
+    Raises FileNotFoundError when it is not a directory but cannot be a hub name either (it starts with
+    ``/``, ``.`` or ``~``, or has more than one ``/``): a mistyped checkpoint folder must not silently
+    fall back to the hub or to random weights. Raises TypeError on a non-string.
+    """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"expected a hub name or a folder, got {type(name_or_path).__name__}")
+    path = os.fspath(name_or_path)
+    if os.path.isdir(path):
+        return True
+    if isinstance(name_or_path, os.PathLike) or path.startswith(("/", ".", "~")) or path.count("/") > 1:
+        raise FileNotFoundError(f"no such folder: {path!r} (and it is not a hub name like 'EleutherAI/pythia-70m')")
+    return False

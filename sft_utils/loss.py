@@ -4,8 +4,10 @@ Introduced in notebook 06_masked_loss.
 
     loss = sum over masked positions of -log p(targets[t] | tokens <= t)  /  number of masked positions
 
-It equals ``F.cross_entropy(logits, labels, ignore_index=-100)`` with -100 where the mask is False,
-and the model's own ``model(input_ids, labels=…)`` loss (tests check both to 1e-6).
+As in the memo, the masked rows are selected *before* the softmax: untrained positions never enter the
+computation, so whatever they hold (padding targets, -100, NaN logits) cannot leak into the loss or its
+gradient. It equals ``F.cross_entropy(logits, labels, ignore_index=-100)`` with -100 where the mask is
+False, and the model's own ``model(input_ids, labels=…)`` loss (tests check both to 1e-6).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from torch import nn
 
 
 def per_token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """-log softmax(logits)[target] at every position: ``[B, T, V]`` and ``[B, T]`` -> float32 ``[B, T]`` (nats).
+    """-log softmax(logits)[target] for each row: ``[..., V]`` and ``[...]`` -> float32 ``[...]`` (nats).
 
     Computed in float32 even for bf16/fp16 logits (a 50k-way softmax loses precision in 16 bits).
     """
@@ -31,9 +33,15 @@ class MaskedCrossEntropyLoss(nn.Module):
             and dividing once by the step's total count) or ``"none"`` (the ``[B, T]`` per-token loss,
             0 where the mask is False).
 
-    ``forward(logits [B, T, V] float, targets [B, T] int, mask [B, T] bool) -> scalar float32``
-    (nats per trained token). With no masked token the mean is 0, not NaN: the sum (0) is divided by
-    max(count, 1). Raises ValueError on mismatched shapes.
+    ``forward(logits [B, T, V] float, targets [B, T] int, mask [B, T] bool or 0/1) -> float32``
+    scalar (nats per trained token; ``[B, T]`` for ``"none"``). With no masked token the mean is 0,
+    not NaN: the sum (0) is divided by max(count, 1). Targets at unmasked positions are ignored (any
+    value, -100 included).
+
+    Raises:
+        TypeError: an argument that is not a tensor.
+        ValueError: shapes that are not ``[B, T, V]``, ``[B, T]``, ``[B, T]``; a *masked* target outside
+            ``0..V-1``.
     """
 
     def __init__(self, reduction: str = "mean"):
@@ -43,14 +51,21 @@ class MaskedCrossEntropyLoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``logits`` ``[B, T, V]``, ``targets`` ``[B, T]`` int, ``mask`` ``[B, T]`` -> float32 loss (nats)."""
+        for name, value in (("logits", logits), ("targets", targets), ("mask", mask)):
+            if not torch.is_tensor(value):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
         if logits.shape[:-1] != targets.shape or targets.shape != mask.shape:
             raise ValueError(f"shapes differ: logits {tuple(logits.shape)}, targets {tuple(targets.shape)}, "
                              f"mask {tuple(mask.shape)}; expected [B, T, V], [B, T], [B, T]")
         mask = mask.bool()
-        # where(), not multiplication: an untrained position's loss may be inf, and inf * 0 is NaN.
-        nll = torch.where(mask, per_token_nll(logits, targets), 0.0)
+        trained_targets = targets[mask]
+        if trained_targets.numel() and (trained_targets.min() < 0 or trained_targets.max() >= logits.shape[-1]):
+            raise ValueError(f"a masked target is outside 0..{logits.shape[-1] - 1} "
+                             f"(min {trained_targets.min().item()}, max {trained_targets.max().item()})")
+        nll = per_token_nll(logits[mask], trained_targets)  # [N]: only the N trained rows
         if self.reduction == "none":
-            return nll
+            return torch.zeros(mask.shape, dtype=nll.dtype, device=nll.device).masked_scatter(mask, nll)
         total = nll.sum()
         if self.reduction == "sum":
             return total

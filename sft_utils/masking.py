@@ -45,10 +45,13 @@ def tokenize_conversation(messages, tokenizer, *, max_length: int | None = None,
 
     Raises:
         ConversationError: invalid messages (see ``normalize_messages``).
-        ValueError: ``max_length`` < 1, or a tokenizer without the role tokens.
+        ValueError: ``max_length`` not an int >= 1, or a tokenizer without the role tokens.
+
+    Pythia's tokenizer normalises text to Unicode NFC first, so decoding the ids gives back the NFC
+    form of each text (``"e\u0301"`` comes back as ``"é"``); the mask is unaffected.
     """
-    if max_length is not None and max_length < 1:
-        raise ValueError(f"max_length must be >= 1 tokens, got {max_length}")
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
+        raise ValueError(f"max_length must be an int >= 1 (tokens), got {max_length!r}")
     normalized = normalize_messages(messages, system=system, conversation_id=conversation_id)
     marker_ids = {role: _token_id(tokenizer, marker) for role, marker in ROLE_MARKERS.items()}
     eos_id = _token_id(tokenizer, EOS_TOKEN)

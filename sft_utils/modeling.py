@@ -10,6 +10,8 @@ name it ``embed_out``; transformers 5 calls the attribute ``lm_head`` (and maps 
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from .hub import hub_is_reachable, is_local_path
@@ -42,10 +44,11 @@ def pythia_config(name: str):
     """
     from transformers import GPTNeoXConfig
 
-    size = name.split("/")[-1].lower().removesuffix("-deduped").removesuffix("-v0")
-    if size not in PYTHIA_SIZES:
-        raise ValueError(f"unknown Pythia size {name!r}; known: {', '.join(PYTHIA_SIZES)}")
-    hidden, layers, heads, vocab = PYTHIA_SIZES[size]
+    # Hub names: pythia-70m, pythia-70m-deduped, pythia-70m-v0, pythia-70m-deduped-v0 (same architecture).
+    match = re.fullmatch(r"(pythia-[0-9.]+[mb])(-deduped)?(-v0)?", str(name).split("/")[-1].lower())
+    if match is None or match.group(1) not in PYTHIA_SIZES:
+        raise ValueError(f"unknown Pythia size {name!r}; known: {', '.join(PYTHIA_SIZES)} (+ -deduped, -v0)")
+    hidden, layers, heads, vocab = PYTHIA_SIZES[match.group(1)]
     return GPTNeoXConfig.from_dict({
         "architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox",
         "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
@@ -74,7 +77,8 @@ def load_model(name_or_path=DEFAULT_MODEL, *, seed: int = 0, verbose: bool = Tru
     *random weights*, and a loud message says so: shapes, memory and losses of the course are right,
     generated text is noise.
 
-    Raises ValueError when offline and ``name_or_path`` is neither a folder nor a Pythia size.
+    Raises ValueError when offline and ``name_or_path`` is neither a folder nor a Pythia size;
+    FileNotFoundError for a path (``/…``, ``./…``, ``~/…``, ``a/b/c``) that is not a folder.
     """
     from transformers import GPTNeoXForCausalLM
 

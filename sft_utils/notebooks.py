@@ -71,7 +71,8 @@ def execute(path: Path, out_path: Path, *, timeout_s: int = 600) -> float:
 
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
+    # Log level ERROR: hides ipykernel's warning about its local TCP transport on every start.
+    NotebookClient(nb, timeout=timeout_s, kernel_name="python3", extra_arguments=["--IPKernelApp.log_level=ERROR"],
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     elapsed = time.perf_counter() - start
     clean(nb)

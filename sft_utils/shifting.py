@@ -24,31 +24,42 @@ IGNORE_INDEX = -100  # torch.nn.functional.cross_entropy's default ignore_index
 
 
 def shift_for_next_token(example: dict) -> dict:
-    """Memo step 4 for one example (lists) or a batch (tensors ``[batch, T]``, shifted on the last axis).
+    """Memo step 4 for one example (flat lists) or a batch (tensors ``[batch, T]``, shifted on the last axis).
 
     Args:
         example: ``input_ids`` and ``label_mask`` (and optionally ``attention_mask``) of length T, as
-            returned by :func:`sft_utils.tokenize_conversation`.
+            returned by :func:`sft_utils.tokenize_conversation`; all lists or all tensors.
 
     Returns:
         dict with ``input_ids`` (positions 0..T-2), ``targets`` (positions 1..T-1), ``label_masks``
         (``label_mask`` at positions 1..T-1) and ``attention_mask`` when given; each of length T-1.
 
     Raises:
-        ValueError: fewer than 2 tokens (nothing to predict) or lengths that differ.
+        ValueError: fewer than 2 tokens (nothing to predict); lengths or shapes that differ; nested lists
+            (a batch must be a tensor, or the batch axis would be shifted instead of the token axis).
+        TypeError: lists mixed with tensors.
     """
-    ids, mask = example["input_ids"], example["label_mask"]
-    length = ids.shape[-1] if torch.is_tensor(ids) else len(ids)
-    mask_length = mask.shape[-1] if torch.is_tensor(mask) else len(mask)
-    if length != mask_length:
-        raise ValueError(f"input_ids has {length} tokens but label_mask has {mask_length}")
+    keys = [k for k in ("input_ids", "label_mask", "attention_mask") if k in example]
+    values = {k: example[k] for k in keys}
+    if any(torch.is_tensor(v) for v in values.values()):
+        if not all(torch.is_tensor(v) for v in values.values()):
+            raise TypeError(f"mix of tensors and lists in {keys}; convert all to tensors (or all to lists)")
+        shapes = {k: tuple(v.shape) for k, v in values.items()}
+        head, tail = (lambda x: x[..., :-1]), (lambda x: x[..., 1:])
+    else:
+        if any(v and isinstance(v[0], (list, tuple)) for v in values.values()):
+            raise ValueError("nested lists: pass one example as flat lists, or a batch as [batch, T] tensors")
+        shapes = {k: (len(v),) for k, v in values.items()}
+        head, tail = (lambda x: x[:-1]), (lambda x: x[1:])
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"input_ids, label_mask and attention_mask must have one shape, got {shapes}")
+    length = shapes["input_ids"][-1] if shapes["input_ids"] else 0
     if length < 2:
         raise ValueError(f"need at least 2 tokens to predict a next token, got {length}")
-    head = (lambda x: x[..., :-1]) if torch.is_tensor(ids) else (lambda x: x[:-1])
-    tail = (lambda x: x[..., 1:]) if torch.is_tensor(ids) else (lambda x: x[1:])
+    ids, mask = values["input_ids"], values["label_mask"]
     out = {"input_ids": head(ids), "targets": tail(ids), "label_masks": tail(mask)}
-    if "attention_mask" in example:
-        out["attention_mask"] = head(example["attention_mask"])
+    if "attention_mask" in values:
+        out["attention_mask"] = head(values["attention_mask"])
     return out
 
 
@@ -69,7 +80,8 @@ class AssistantOnlyCollator:
     Args:
         pad_token_id: id used to fill ``input_ids`` (and ``targets``) past each example's end.
         convention: ``"shifted"`` (the memo's, default) or ``"labels"`` (transformers').
-        pad_to_multiple_of: round the padded length up (tokens), e.g. 8 for tensor cores.
+        pad_to_multiple_of: round the length of the returned ``input_ids`` up to a multiple of this
+            (tokens), e.g. 8 for tensor cores; a positive int.
 
     Returns (``__call__``), with B examples and L the longest length (tokens):
 
@@ -78,12 +90,17 @@ class AssistantOnlyCollator:
     * ``"labels"``: ``input_ids``, ``attention_mask`` int64 ``[B, L]`` and ``labels`` int64 ``[B, L]``
       with -100 on untrained and padded positions.
 
-    Raises ValueError on an empty list or an unknown convention.
+    Raises ValueError on an empty list, an example whose ``input_ids``, ``attention_mask`` and
+    ``label_mask`` differ in length (naming its index), an unknown convention or a bad
+    ``pad_to_multiple_of``.
     """
 
     def __init__(self, pad_token_id: int = 1, *, convention: str = "shifted", pad_to_multiple_of: int | None = None):
         if convention not in ("shifted", "labels"):
             raise ValueError(f"convention must be 'shifted' or 'labels', got {convention!r}")
+        if pad_to_multiple_of is not None and (
+                isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1):
+            raise ValueError(f"pad_to_multiple_of must be a positive int, got {pad_to_multiple_of!r}")
         self.pad_token_id = pad_token_id
         self.convention = convention
         self.pad_to_multiple_of = pad_to_multiple_of
@@ -92,6 +109,11 @@ class AssistantOnlyCollator:
         """Right-pad ``input_ids``, ``attention_mask`` and ``label_mask`` to ``[B, L]`` tensors."""
         if not examples:
             raise ValueError("cannot collate an empty list of examples")
+        for i, e in enumerate(examples):
+            lengths = {k: len(e[k]) for k in ("input_ids", "attention_mask", "label_mask") if k in e}
+            if len(set(lengths.values())) > 1 or "label_mask" not in lengths:
+                raise ValueError(f"example {i}: input_ids, attention_mask and label_mask must be present and of "
+                                 f"one length, got lengths {lengths}")
         ids = [torch.as_tensor(e["input_ids"], dtype=torch.long) for e in examples]
         out = {
             "input_ids": pad_sequence(ids, batch_first=True, padding_value=self.pad_token_id),
@@ -100,7 +122,9 @@ class AssistantOnlyCollator:
             "label_mask": pad_sequence([torch.as_tensor(e["label_mask"], dtype=torch.bool) for e in examples],
                                        batch_first=True, padding_value=False),
         }
-        extra = -out["input_ids"].shape[1] % self.pad_to_multiple_of if self.pad_to_multiple_of else 0
+        # The shifted convention drops one position, so pad to a multiple plus one.
+        returned_length = out["input_ids"].shape[1] - (self.convention == "shifted")
+        extra = -returned_length % self.pad_to_multiple_of if self.pad_to_multiple_of else 0
         if extra:
             fill = {"input_ids": self.pad_token_id, "attention_mask": 0, "label_mask": False}
             out = {k: torch.nn.functional.pad(v, (0, extra), value=fill[k]) for k, v in out.items()}

@@ -13,10 +13,10 @@ end-of-reply token invites code that masks padding *by id* and so hides the real
 
 from __future__ import annotations
 
-from .assets import PYTHIA_VOCAB_LEN, offline_tokenizer_dir
 from .formatting import EOS_TOKEN, PAD_TOKEN
 from .hub import hub_is_reachable, is_local_path
 
+PYTHIA_VOCAB_LEN = 50277  # len(tokenizer) of every Pythia checkpoint (50 254 BPE entries + 23 added)
 #: Added in this order; Open-Assistant's Pythia SFT models use the same list.
 ROLE_TOKENS = ("<|prefix_begin|>", "<|prefix_end|>", "<|prompter|>", "<|assistant|>", "<|system|>")
 #: The ids the memo relies on (Pythia's base vocabulary has 50 277 entries, so they start at 50277).
@@ -46,6 +46,8 @@ def _load_base_tokenizer(name_or_path):
         return _from_pretrained(name_or_path, local_files_only=True), f"hub cache ({name_or_path}, offline)"
     except OSError:
         pass
+    from .assets import offline_tokenizer_dir  # here, so that `python -m sft_utils.assets` is not pre-imported
+
     offline = offline_tokenizer_dir()
     if (offline / "tokenizer.json").exists():
         return _from_pretrained(offline), "offline copy of Pythia's tokenizer (hub unreachable)"
@@ -88,6 +90,7 @@ def load_tokenizer(name_or_path=DEFAULT_TOKENIZER, *, verbose: bool = True):
 
     Raises:
         OfflineAssetsMissing: no source is available; the message gives the command to run.
+        FileNotFoundError: ``name_or_path`` is a path (``/…``, ``./…``, ``~/…``) that is not a folder.
         ValueError: the role tokens did not get the memo's ids.
     """
     tokenizer, source = _load_base_tokenizer(name_or_path)

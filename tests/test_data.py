@@ -34,6 +34,21 @@ def test_bad_lines_name_file_and_line(tmp_path, line, message):
     assert message in str(err.value)
 
 
+def test_non_utf8_bytes_name_the_line(tmp_path):
+    path = tmp_path / "convs.jsonl"
+    good = json.dumps({"messages": [{"role": "prompter", "text": "q"}]}).encode()
+    path.write_bytes(good + b"\n" + '{"messages": [{"role": "prompter", "text": "caf\u00e9"}]}'.encode("latin-1") + b"\n")
+    with pytest.raises(ConversationError, match="convs.jsonl:2: not UTF-8"):
+        load_conversations(path)
+
+
+def test_a_byte_order_mark_and_a_null_id_are_fine(tmp_path):
+    path = tmp_path / "convs.jsonl"
+    line = json.dumps({"id": None, "messages": [{"role": "prompter", "text": "q"}]})
+    path.write_bytes(b"\xef\xbb\xbf" + line.encode() + b"\n")
+    assert [c["id"] for c in load_conversations(path)] == ["convs.jsonl:1"]
+
+
 def test_course_data_ids_are_unique_and_cover_the_promised_cases(course_conversations):
     ids = [c["id"] for c in course_conversations]
     assert len(ids) == len(set(ids))

@@ -36,6 +36,11 @@ def test_generation_prompt_appends_assistant_marker():
     assert prompt == "<|prompter|>Hello, how are you?<|endoftext|><|assistant|>"
 
 
+def test_generation_prompt_after_a_reply_is_an_error():
+    with pytest.raises(ConversationError, match="add_generation_prompt needs a conversation that ends with the prompter"):
+        format_conversation(HELLO, add_generation_prompt=True)
+
+
 def test_text_is_kept_byte_for_byte():
     text = "  leading and trailing spaces \r\n and a tab\t "
     assert format_conversation([{"role": "prompter", "text": text}]) == f"<|prompter|>{text}<|endoftext|>"
@@ -62,6 +67,8 @@ def test_normalize_returns_role_and_text_only():
         ([HELLO[0], {"role": "system", "text": "s"}], "message 1: system message is not the first message"),
         ([HELLO[0], HELLO[0]], "message 1: expected role 'assistant' (roles alternate, prompter first), got 'prompter'"),
         ([HELLO[1]], "message 0: expected role 'prompter'"),
+        ([{"role": "prompter", "text": "\u200b\u200b "}], "message 0: text is empty or whitespace only"),
+        ([HELLO[0], {"role": "assistant", "text": "b\ud800c"}], "message 1: text is not valid Unicode (surrogates not allowed at character 1)"),
     ],
 )
 def test_bad_input_raises_naming_conversation_and_message(messages, expected):

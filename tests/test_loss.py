@@ -63,13 +63,43 @@ def test_empty_mask_gives_zero_not_nan_and_zero_gradients(random_batch):
     assert loss.item() == 0.0 and torch.equal(logits.grad, torch.zeros_like(logits))
 
 
-def test_inf_at_an_untrained_position_does_not_poison_the_loss(random_batch):
+@pytest.mark.parametrize("bad", [-float("inf"), float("inf"), float("nan")])
+def test_non_finite_logits_at_untrained_positions_reach_neither_loss_nor_gradient(random_batch, bad):
     logits, targets, mask = random_batch
     b, t = (~mask).nonzero()[0].tolist()
     logits = logits.clone()
-    logits[b, t, :] = -float("inf")  # log_softmax -> NaN at that position only
+    logits[b, t, :] = bad
+    logits.requires_grad_()
     loss = MaskedCrossEntropyLoss()(logits, targets, mask)
-    assert torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    assert loss.item() == pytest.approx(reference_loss(random_batch[0], targets, mask), abs=1e-5)
+
+
+def test_untrained_targets_may_be_minus_100(random_batch):
+    logits, targets, mask = random_batch
+    loss = MaskedCrossEntropyLoss()(logits, torch.where(mask, targets, IGNORE_INDEX), mask)
+    assert loss.item() == pytest.approx(reference_loss(logits, targets, mask), abs=1e-5)
+
+
+def test_a_trained_target_outside_the_vocabulary_is_an_error(random_batch):
+    logits, targets, mask = random_batch
+    with pytest.raises(ValueError, match="masked target is outside 0..10"):
+        MaskedCrossEntropyLoss()(logits, torch.where(mask, 11, targets), mask)
+
+
+def test_none_reduction_places_losses_at_their_positions(random_batch):
+    logits, targets, mask = random_batch
+    per_token = MaskedCrossEntropyLoss("none")(logits, targets, mask)
+    b, t = mask.nonzero()[0].tolist()
+    assert per_token[b, t].item() == pytest.approx(reference_loss(logits[b:b + 1, t:t + 1], targets[b:b + 1, t:t + 1],
+                                                                  mask[b:b + 1, t:t + 1]), abs=1e-5)
+
+
+def test_lists_are_refused(random_batch):
+    logits, targets, mask = random_batch
+    with pytest.raises(TypeError, match="mask must be a torch.Tensor, got list"):
+        MaskedCrossEntropyLoss()(logits, targets, mask.tolist())
 
 
 def test_bf16_logits_are_scored_in_float32(random_batch):

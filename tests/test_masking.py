@@ -80,9 +80,17 @@ def test_truncation_keeping_only_the_assistant_marker_still_trains_it(tokenizer,
     assert not [w for w in recwarn if "no trained token" in str(w.message)]
 
 
-def test_bad_max_length_is_rejected(tokenizer):
-    with pytest.raises(ValueError, match="max_length must be >= 1"):
-        tokenize_conversation(MEMO_HELLO, tokenizer, max_length=0)
+@pytest.mark.parametrize("value", [0, -1, 2.5, "5", True])
+def test_bad_max_length_is_rejected(tokenizer, value):
+    with pytest.raises(ValueError, match="max_length must be an int >= 1"):
+        tokenize_conversation(MEMO_HELLO, tokenizer, max_length=value)
+
+
+def test_decomposed_text_comes_back_composed(tokenizer):
+    """The tokenizer's NFC normaliser: the ids of "e + combining acute" are those of "é"."""
+    decomposed = [{"role": "prompter", "text": "Bonjour"}, {"role": "assistant", "text": "re\u0301sume\u0301"}]
+    composed = [{"role": "prompter", "text": "Bonjour"}, {"role": "assistant", "text": "résumé"}]
+    assert tokenize_conversation(decomposed, tokenizer) == tokenize_conversation(composed, tokenizer)
 
 
 def test_tokenizer_without_role_tokens_is_rejected():

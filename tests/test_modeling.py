@@ -24,9 +24,23 @@ def test_config_fixes_eos_and_keeps_pythia_details():
     assert config.use_parallel_residual and not config.tie_word_embeddings
 
 
-def test_unknown_size_is_an_error():
-    with pytest.raises(ValueError, match="unknown Pythia size 'gpt2'"):
-        pythia_config("gpt2")
+@pytest.mark.parametrize("name", ["gpt2", "pythia-70m-v0-deduped", "pythia-7m", None])
+def test_unknown_size_is_an_error(name):
+    with pytest.raises(ValueError, match="unknown Pythia size"):
+        pythia_config(name)
+
+
+@pytest.mark.parametrize("name", ["EleutherAI/pythia-70m-deduped-v0", "pythia-70m-v0", "PYTHIA-70M-DEDUPED"])
+def test_hub_name_variants_share_the_architecture(name):
+    assert pythia_config(name).to_dict() == pythia_config("pythia-70m").to_dict()
+
+
+@pytest.mark.parametrize("path", ["/nonexistent/checkpoints/pythia-160m", "./runs/pythia-160m", "a/b/pythia-160m"])
+def test_a_missing_checkpoint_folder_is_an_error_not_random_weights(path):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        sft_utils.load_model(path, verbose=False)
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        sft_utils.load_tokenizer(path, verbose=False)
 
 
 def test_output_head_projects_hidden_states_to_the_vocabulary(tiny_model):

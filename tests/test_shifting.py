@@ -30,11 +30,18 @@ def test_shift_on_a_batch_shifts_the_last_axis():
 
 @pytest.mark.parametrize("example, message", [
     ({"input_ids": [5], "label_mask": [True]}, "at least 2 tokens"),
-    ({"input_ids": [5, 6], "label_mask": [True]}, "input_ids has 2 tokens but label_mask has 1"),
+    ({"input_ids": [5, 6], "label_mask": [True]}, "must have one shape"),
+    ({"input_ids": [5, 6], "label_mask": [True, True], "attention_mask": [1]}, "must have one shape"),
+    ({"input_ids": [[1, 2, 3], [4, 5, 6]], "label_mask": [[0, 1, 1], [0, 0, 1]]}, "nested lists"),
 ])
 def test_shift_rejects_bad_examples(example, message):
     with pytest.raises(ValueError, match=message):
         shift_for_next_token(example)
+
+
+def test_shift_refuses_lists_mixed_with_tensors():
+    with pytest.raises(TypeError, match="mix of tensors and lists"):
+        shift_for_next_token({"input_ids": torch.tensor([1, 2, 3]), "label_mask": [0, 1, 1]})
 
 
 def test_first_reply_token_is_predicted_from_the_assistant_marker(tokenizer):
@@ -82,11 +89,28 @@ def test_labels_convention_puts_minus_100_where_untrained(tokenizer):
     assert batch["input_ids"].shape == batch["labels"].shape
 
 
-def test_pad_to_multiple_of(tokenizer):
+@pytest.mark.parametrize("convention", ["labels", "shifted"])
+def test_pad_to_multiple_of_applies_to_what_the_model_reads(tokenizer, convention):
     short = tokenize_conversation(SHORT, tokenizer)
-    batch = AssistantOnlyCollator(1, pad_to_multiple_of=8, convention="labels")([short])
-    assert batch["input_ids"].shape[1] % 8 == 0 and batch["input_ids"].shape[1] >= len(short["input_ids"])
-    assert batch["attention_mask"].sum().item() == len(short["input_ids"])
+    assert len(short["input_ids"]) % 8 != 0
+    batch = AssistantOnlyCollator(1, pad_to_multiple_of=8, convention=convention)([short])
+    assert batch["input_ids"].shape[1] % 8 == 0 and batch["input_ids"].shape[1] >= len(short["input_ids"]) - 1
+    # 7 real tokens: all of them are inputs (the last one's target is padding)
+    assert batch["attention_mask"][0].tolist() == [1] * len(short["input_ids"]) + [0]
+
+
+@pytest.mark.parametrize("value", [0, -8, 2.5, "8", True])
+def test_bad_pad_to_multiple_of_is_rejected(value):
+    with pytest.raises(ValueError, match="pad_to_multiple_of must be a positive int"):
+        AssistantOnlyCollator(1, pad_to_multiple_of=value)
+
+
+@pytest.mark.parametrize("convention", ["labels", "shifted"])
+def test_collator_names_an_example_whose_lengths_differ(convention):
+    good = {"input_ids": [5, 6, 7, 8], "label_mask": [0, 0, 1, 1]}
+    bad = {"input_ids": [1, 2, 3, 4], "label_mask": [1, 1]}
+    with pytest.raises(ValueError, match="example 1: .*one length"):
+        AssistantOnlyCollator(1, convention=convention)([good, bad])
 
 
 def test_collator_rejects_empty_and_unknown_convention():

@@ -32,3 +32,15 @@ def test_token_strings_show_whitespace(tokenizer):
     ids = tokenizer("Hi there\n\tok", add_special_tokens=False)["input_ids"]
     assert "".join(token_strings(tokenizer, ids)) == "Hi␣there↵⇥ok"
     assert token_strings(tokenizer, [50280, 0]) == ["<|assistant|>", "<|endoftext|>"]
+
+
+def test_tensors_print_as_numbers_and_no_rows_as_nothing():
+    import torch
+
+    assert aligned_table({"M": torch.tensor([True, False]), "I": torch.tensor([3, 4])}) == "M: 1 0\nI: 3 4"
+    assert aligned_table({}) == ""
+
+
+def test_invisible_characters_are_shown_by_code_point(tokenizer):
+    ids = tokenizer("a\u200bb\u2028c\x0bd", add_special_tokens=False)["input_ids"]
+    assert "".join(token_strings(tokenizer, ids)) == "a⟨U+200B⟩b⟨U+2028⟩c⟨U+000B⟩d"

@@ -12,14 +12,30 @@ import unicodedata
 _VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
 
 
+def _visible(ch: str) -> str:
+    if ch in _VISIBLE:
+        return _VISIBLE[ch]
+    # Other separators, controls and zero-width characters would vanish or break the table.
+    if unicodedata.category(ch) in ("Zs", "Zl", "Zp", "Cc", "Cf"):
+        return f"⟨U+{ord(ch):04X}⟩"
+    return ch
+
+
 def token_strings(tokenizer, ids) -> list[str]:
-    """Each id decoded on its own, whitespace made visible (space ␣, newline ↵, tab ⇥).
+    """Each id decoded on its own, whitespace made visible (space ␣, newline ↵, tab ⇥, carriage
+    return ␍; other invisible characters as ``⟨U+200B⟩``).
 
     A token holding part of a multi-byte character (CJK, emoji) decodes to "�" on its own; the
     characters come back when its neighbours are decoded with it.
     """
     pieces = [tokenizer.decode([int(i)], clean_up_tokenization_spaces=False) for i in ids]
-    return ["".join(_VISIBLE.get(ch, ch) for ch in piece) or "∅" for piece in pieces]
+    return ["".join(map(_visible, piece)) or "∅" for piece in pieces]
+
+
+def _cell(value) -> str:
+    if hasattr(value, "item"):  # a 0-d tensor or numpy scalar
+        value = value.item()
+    return str(int(value)) if isinstance(value, bool) else str(value)
 
 
 def _width(text: str) -> int:
@@ -31,15 +47,18 @@ def aligned_table(rows: dict[str, list], *, width: int = 100) -> str:
     """One column per token, one row per named sequence, wrapped into blocks of at most ``width`` columns.
 
     Args:
-        rows: row name -> list of values (str, int or bool; bools print as 0/1); all of one length.
+        rows: row name -> list (or 1-d tensor) of values (str, int or bool; bools print as 0/1); all of
+            one length.
         width: line width in characters (monospace columns).
 
-    Raises ValueError when the rows differ in length.
+    Returns "" for no rows. Raises ValueError when the rows differ in length.
     """
+    if not rows:
+        return ""
     lengths = {name: len(values) for name, values in rows.items()}
     if len(set(lengths.values())) > 1:
         raise ValueError(f"rows differ in length: {lengths}")
-    cells = {name: [str(int(v)) if isinstance(v, bool) else str(v) for v in values] for name, values in rows.items()}
+    cells = {name: [_cell(v) for v in values] for name, values in rows.items()}
     label_width = max(len(name) for name in rows) + 2
     n = next(iter(lengths.values()), 0)
     blocks, start = [], 0
