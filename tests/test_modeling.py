@@ -75,3 +75,13 @@ def test_load_model_offline_builds_random_weights_and_says_so(monkeypatch, tmp_p
     torch.manual_seed(3)
     again = GPTNeoXForCausalLM(pythia_config("pythia-14m"))
     assert torch.equal(output_head(model).weight, output_head(again).weight)  # seeded, reproducible
+
+
+def test_a_saved_float16_checkpoint_loads_as_float32(tmp_path, capsys):
+    torch.manual_seed(0)
+    saved = GPTNeoXForCausalLM(pythia_config("pythia-14m")).half()
+    saved.save_pretrained(tmp_path / "ckpt")
+    model = sft_utils.load_model(str(tmp_path / "ckpt"))
+    assert model.sft_pretrained and "local folder" in capsys.readouterr().out
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert torch.equal(output_head(model).weight, output_head(saved).weight.float())

