@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and on its own: otherwise a dependency would pull PyPI's default (CUDA) build.
+	# --no-deps: torch's own needs (sympy, filelock, …) come from PyPI with the next install.
 	$(BIN)/python -c "import torch" 2>/dev/null || \
-	  $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	  $(BIN)/python -m pip install --quiet --no-deps "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt -e ".[lab,dev]"
 	touch $(STAMP)
 
