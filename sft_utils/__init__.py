@@ -12,13 +12,14 @@
 from .data import course_data_path, load_conversations, shared_data_dir
 from .formatting import ConversationError, format_conversation, normalize_messages, render_message
 from .loss import MaskedCrossEntropyLoss, per_token_nll
-from .masking import tokenize_conversation
+from .masking import generation_prompt_ids, tokenize_conversation
 from .modeling import load_model, output_head, pythia_config
 from .shifting import IGNORE_INDEX, AssistantOnlyCollator, CausalLMCollator, labels_from_label_mask, shift_for_next_token
 from .tokenization import ROLE_TOKEN_IDS, ROLE_TOKENS, OfflineAssetsMissing, load_tokenizer
 
 __all__ = [
     "AssistantOnlyCollator", "CausalLMCollator", "ConversationError", "IGNORE_INDEX", "MaskedCrossEntropyLoss",
+    "generation_prompt_ids",
     "OfflineAssetsMissing", "ROLE_TOKENS", "ROLE_TOKEN_IDS", "course_data_path", "format_conversation",
     "labels_from_label_mask", "load_conversations", "load_model", "load_tokenizer", "normalize_messages",
     "output_head", "per_token_nll", "pythia_config", "render_message", "shared_data_dir", "shift_for_next_token",

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import socket
 from urllib.parse import urlparse
+
+# EleutherAI/pythia-70m, pythia-70m-deduped, pythia-70m-v0, pythia-70m-deduped-v0: one architecture each.
+_PYTHIA_NAME = re.compile(r"(?:eleutherai/)?(pythia-[0-9.]+[mb])(?:-deduped)?(?:-v0)?", re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=1)
@@ -52,3 +56,37 @@ def is_local_path(name_or_path) -> bool:
     if isinstance(name_or_path, os.PathLike) or path.startswith(("/", ".", "~")) or path.count("/") > 1:
         raise FileNotFoundError(f"no such folder: {path!r} (and it is not a hub name like 'EleutherAI/pythia-70m')")
     return False
+
+
+def pythia_size(name) -> str | None:
+    """``"pythia-70m"`` for any hub name of that size (``EleutherAI/pythia-70m-deduped``, ``pythia-70m-v0`` …);
+    None for anything else, including a folder such as ``checkpoints/pythia-70m``."""
+    match = _PYTHIA_NAME.fullmatch(name) if isinstance(name, str) else None
+    return match.group(1).lower() if match else None
+
+
+def load_local_hub_or_cache(name_or_path, from_pretrained):
+    """Try a local folder, then the hub (when reachable), then the hub cache.
+
+    Args:
+        name_or_path: a folder or a hub name.
+        from_pretrained: ``AutoTokenizer.from_pretrained`` or a model class's ``from_pretrained``.
+
+    Returns:
+        ``(loaded, source)`` with ``source`` a short description, or ``(None, why)`` when all three
+        failed, so that the caller can use its offline fallback and say why.
+
+    Raises FileNotFoundError for a path that is not a folder (see :func:`is_local_path`).
+    """
+    if is_local_path(name_or_path):
+        return from_pretrained(name_or_path), f"local folder {name_or_path!s}"
+    why = "hub unreachable"
+    if hub_is_reachable():
+        try:
+            return from_pretrained(name_or_path), f"hub ({name_or_path})"
+        except OSError as error:  # a proxy that blocks the hub, a hub outage: fall back, and say so
+            why = f"hub reachable but loading failed: {str(error).splitlines()[0]}"
+    try:  # downloaded on an earlier, online run
+        return from_pretrained(name_or_path, local_files_only=True), f"hub cache ({name_or_path}, offline)"
+    except OSError:
+        return None, why

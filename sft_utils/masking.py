@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import warnings
 
-from .formatting import ASSISTANT, EOS_TOKEN, ROLE_MARKERS, normalize_messages
+from .formatting import ASSISTANT, EOS_TOKEN, PROMPTER, ROLE_MARKERS, ConversationError, normalize_messages
 
 
 def tokenize_conversation(messages, tokenizer, *, max_length: int | None = None, system: str | None = None,
@@ -79,6 +79,24 @@ def tokenize_conversation(messages, tokenizer, *, max_length: int | None = None,
         "message_indices": message_indices,
         "label_mask": label_mask,
     }
+
+
+def generation_prompt_ids(messages, tokenizer, *, system: str | None = None, conversation_id=None) -> list[int]:
+    """Token ids of a prompt for generation: the conversation's ids, then ``<|assistant|>`` (50280).
+
+    Introduced in notebook 07_finetune_pythia. Built like :func:`tokenize_conversation`, so a marker typed
+    in the text stays text (``tokenizer(format_conversation(…, add_generation_prompt=True))`` would turn
+    it into a role token). Returns a list of int of length T + 1.
+
+    Raises ConversationError when the last message is not the prompter's (see ``normalize_messages``).
+    """
+    normalized = normalize_messages(messages, system=system, conversation_id=conversation_id)
+    if normalized[-1]["role"] != PROMPTER:
+        where = f"conversation {conversation_id!r}" if conversation_id is not None else "conversation"
+        raise ConversationError(f"{where}: a generation prompt must end with the prompter, not the "
+                                f"{normalized[-1]['role']}")
+    ids = tokenize_conversation(normalized, tokenizer, conversation_id=conversation_id)["input_ids"]
+    return ids + [_token_id(tokenizer, ROLE_MARKERS[ASSISTANT])]
 
 
 def _token_id(tokenizer, token: str) -> int:

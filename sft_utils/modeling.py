@@ -10,11 +10,9 @@ name it ``embed_out``; transformers 5 calls the attribute ``lm_head`` (and maps 
 
 from __future__ import annotations
 
-import re
-
 import torch
 
-from .hub import hub_is_reachable, is_local_path
+from .hub import load_local_hub_or_cache, pythia_size
 
 DEFAULT_MODEL = "EleutherAI/pythia-70m"
 
@@ -44,11 +42,11 @@ def pythia_config(name: str):
     """
     from transformers import GPTNeoXConfig
 
-    # Hub names: pythia-70m, pythia-70m-deduped, pythia-70m-v0, pythia-70m-deduped-v0 (same architecture).
-    match = re.fullmatch(r"(pythia-[0-9.]+[mb])(-deduped)?(-v0)?", str(name).split("/")[-1].lower())
-    if match is None or match.group(1) not in PYTHIA_SIZES:
-        raise ValueError(f"unknown Pythia size {name!r}; known: {', '.join(PYTHIA_SIZES)} (+ -deduped, -v0)")
-    hidden, layers, heads, vocab = PYTHIA_SIZES[match.group(1)]
+    size = pythia_size(name)
+    if size not in PYTHIA_SIZES:
+        raise ValueError(f"{name!r} is not a Pythia name (EleutherAI/pythia-70m, pythia-160m-deduped, …); "
+                         f"sizes: {', '.join(PYTHIA_SIZES)}")
+    hidden, layers, heads, vocab = PYTHIA_SIZES[size]
     return GPTNeoXConfig.from_dict({
         "architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox",
         "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
@@ -77,25 +75,18 @@ def load_model(name_or_path=DEFAULT_MODEL, *, seed: int = 0, verbose: bool = Tru
     *random weights*, and a loud message says so: shapes, memory and losses of the course are right,
     generated text is noise.
 
-    Raises ValueError when offline and ``name_or_path`` is neither a folder nor a Pythia size;
+    Raises ValueError when no weights can be loaded and ``name_or_path`` is not a Pythia name;
     FileNotFoundError for a path (``/…``, ``./…``, ``~/…``, ``a/b/c``) that is not a folder.
     """
     from transformers import GPTNeoXForCausalLM
 
-    model, source, pretrained = None, None, True
-    if is_local_path(name_or_path):
-        model, source = GPTNeoXForCausalLM.from_pretrained(name_or_path), f"local folder {name_or_path!s}"
-    elif hub_is_reachable():
-        model, source = GPTNeoXForCausalLM.from_pretrained(name_or_path), f"hub ({name_or_path})"
-    else:
-        try:
-            model = GPTNeoXForCausalLM.from_pretrained(name_or_path, local_files_only=True)
-            source = f"hub cache ({name_or_path}, offline)"
-        except OSError:
-            config = pythia_config(str(name_or_path))
-            torch.manual_seed(seed)
-            model, pretrained = GPTNeoXForCausalLM(config), False
-            source = f"RANDOM weights with {name_or_path}'s config (hub unreachable)"
+    model, source = load_local_hub_or_cache(name_or_path, GPTNeoXForCausalLM.from_pretrained)
+    pretrained = model is not None
+    if not pretrained:
+        config = pythia_config(name_or_path)
+        torch.manual_seed(seed)
+        model = GPTNeoXForCausalLM(config)
+        source = f"RANDOM weights with {name_or_path}'s config ({source})"
     model = model.float()  # checkpoints are float16 and transformers 5 keeps their dtype; train in fp32
     model.config.pad_token_id = 1
     model.config.eos_token_id = 0

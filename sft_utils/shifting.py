@@ -35,10 +35,14 @@ def shift_for_next_token(example: dict) -> dict:
         (``label_mask`` at positions 1..T-1) and ``attention_mask`` when given; each of length T-1.
 
     Raises:
-        ValueError: fewer than 2 tokens (nothing to predict); lengths or shapes that differ; nested lists
+        ValueError: a missing ``input_ids`` or ``label_mask``; fewer than 2 tokens (nothing to predict);
+            lengths or shapes that differ; nested lists
             (a batch must be a tensor, or the batch axis would be shifted instead of the token axis).
         TypeError: lists mixed with tensors.
     """
+    missing = [k for k in ("input_ids", "label_mask") if k not in example]
+    if missing:
+        raise ValueError(f"example has no {' or '.join(missing)}; expected the output of tokenize_conversation")
     keys = [k for k in ("input_ids", "label_mask", "attention_mask") if k in example]
     values = {k: example[k] for k in keys}
     if any(torch.is_tensor(v) for v in values.values()):
@@ -66,7 +70,8 @@ def shift_for_next_token(example: dict) -> dict:
 def labels_from_label_mask(input_ids: torch.Tensor, label_mask: torch.Tensor) -> torch.Tensor:
     """transformers' convention: ``labels = input_ids`` with :data:`IGNORE_INDEX` (-100) where not trained.
 
-    Shapes ``[batch, T]`` (or ``[T]``); returns int64. Not shifted: ``model(labels=…)`` shifts.
+    Shapes ``[batch, T]`` (or ``[T]``); returns the dtype of ``input_ids`` (int64 from the collator).
+    Not shifted: ``model(labels=…)`` shifts.
     """
     return torch.where(label_mask.bool(), input_ids, torch.full_like(input_ids, IGNORE_INDEX))
 

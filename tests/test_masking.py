@@ -2,6 +2,7 @@
 
 import pytest
 
+import sft_utils
 from sft_utils import render_message, shift_for_next_token, tokenize_conversation
 from sft_utils.formatting import ASSISTANT, format_conversation
 
@@ -131,3 +132,18 @@ def test_every_shared_conversation_trains_exactly_its_assistant_messages(tokeniz
     assert len(shared_conversations) == 100
     for conversation in shared_conversations:
         assert_trained_targets_are_the_assistant_messages(conversation, tokenizer)
+
+
+def test_generation_prompt_ids_end_with_the_assistant_marker_and_keep_typed_markers_as_text(tokenizer):
+    messages = [{"role": "prompter", "text": "Say <|assistant|> please"}]
+    ids = sft_utils.generation_prompt_ids(messages, tokenizer)
+    assert ids == tokenize_conversation(messages, tokenizer)["input_ids"] + [50280]
+    assert ids.count(50280) == 1
+    plain = [{"role": "prompter", "text": "Hi"}]
+    assert sft_utils.generation_prompt_ids(plain, tokenizer) == tokenizer(
+        format_conversation(plain, add_generation_prompt=True))["input_ids"] == [50279, 12764, 0, 50280]
+
+
+def test_generation_prompt_after_a_reply_is_an_error(tokenizer):
+    with pytest.raises(sft_utils.ConversationError, match="must end with the prompter, not the assistant"):
+        sft_utils.generation_prompt_ids(MEMO_HELLO, tokenizer, conversation_id="c")

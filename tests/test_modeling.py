@@ -5,7 +5,6 @@ import torch
 from transformers import GPTNeoXForCausalLM
 
 import sft_utils
-from sft_utils import hub
 from sft_utils.modeling import logits_nbytes, output_head, pythia_config
 
 
@@ -24,15 +23,20 @@ def test_config_fixes_eos_and_keeps_pythia_details():
     assert config.use_parallel_residual and not config.tie_word_embeddings
 
 
-@pytest.mark.parametrize("name", ["gpt2", "pythia-70m-v0-deduped", "pythia-7m", None])
+@pytest.mark.parametrize("name", ["gpt2", "pythia-70m-v0-deduped", "pythia-7m", None, "checkpoints/pythia-160m"])
 def test_unknown_size_is_an_error(name):
-    with pytest.raises(ValueError, match="unknown Pythia size"):
+    with pytest.raises(ValueError, match="is not a Pythia name"):
         pythia_config(name)
 
 
 @pytest.mark.parametrize("name", ["EleutherAI/pythia-70m-deduped-v0", "pythia-70m-v0", "PYTHIA-70M-DEDUPED"])
 def test_hub_name_variants_share_the_architecture(name):
     assert pythia_config(name).to_dict() == pythia_config("pythia-70m").to_dict()
+
+
+def test_offline_a_folder_name_that_is_not_there_is_not_built_at_random(no_hub_no_cache):
+    with pytest.raises(ValueError, match="'checkpoints/pythia-160m' is not a Pythia name"):
+        sft_utils.load_model("checkpoints/pythia-160m", verbose=False)
 
 
 @pytest.mark.parametrize("path", ["/nonexistent/checkpoints/pythia-160m", "./runs/pythia-160m", "a/b/pythia-160m"])
@@ -56,18 +60,20 @@ def test_output_head_projects_hidden_states_to_the_vocabulary(tiny_model):
 
 
 def test_logits_nbytes():
-    assert logits_nbytes(8, 2048, 50304) == 8 * 2048 * 50304 * 4  # 3.3 GB, the issue's figure
+    assert logits_nbytes(8, 2048, 50304) == 3_296_722_944  # float32 logits of batch 8 x 2048: 3.3 GB
     assert logits_nbytes(1, 10, 100, torch.bfloat16) == 2000
 
 
-def test_load_model_offline_builds_random_weights_and_says_so(monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty hub cache
-    hub.hub_is_reachable.cache_clear()
-    try:
-        model = sft_utils.load_model("EleutherAI/pythia-14m", seed=3)
-    finally:
-        hub.hub_is_reachable.cache_clear()
+@pytest.fixture
+def no_hub_no_cache(monkeypatch):
+    """As on a machine that never reached the hub (the env var HF_HOME is read once, at import: patch instead)."""
+    from sft_utils import modeling
+
+    monkeypatch.setattr(modeling, "load_local_hub_or_cache", lambda name, load: (None, "hub unreachable"))
+
+
+def test_load_model_offline_builds_random_weights_and_says_so(no_hub_no_cache, capsys):
+    model = sft_utils.load_model("EleutherAI/pythia-14m", seed=3)
     printed = capsys.readouterr().out
     assert "RANDOM weights" in printed and "pythia-14m" in printed
     assert model.sft_pretrained is False and not model.training

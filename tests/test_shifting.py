@@ -30,6 +30,7 @@ def test_shift_on_a_batch_shifts_the_last_axis():
 
 @pytest.mark.parametrize("example, message", [
     ({"input_ids": [5], "label_mask": [True]}, "at least 2 tokens"),
+    ({"input_ids": [5, 6]}, "example has no label_mask"),
     ({"input_ids": [5, 6], "label_mask": [True]}, "must have one shape"),
     ({"input_ids": [5, 6], "label_mask": [True, True], "attention_mask": [1]}, "must have one shape"),
     ({"input_ids": [[1, 2, 3], [4, 5, 6]], "label_mask": [[0, 1, 1], [0, 0, 1]]}, "nested lists"),

@@ -39,7 +39,7 @@ def test_no_bos_or_eos_added_by_the_tokenizer(tokenizer):
     assert tokenizer("Hi")["input_ids"] == tokenizer("Hi", add_special_tokens=False)["input_ids"] == [12764]
 
 
-def test_offline_folder_loads_in_transformers_4_and_5(tokenizer):
+def test_offline_folder_declares_a_class_that_transformers_4_can_load(tokenizer):
     folder = assets.offline_tokenizer_dir()
     if not (folder / "tokenizer_config.json").exists():
         pytest.skip(f"tokenizer came from {tokenizer.sft_source}; no offline folder built")
@@ -63,16 +63,49 @@ def test_strip_pii_tokens_refuses_an_unexpected_file():
         assets.strip_pii_tokens({"added_tokens": [{"id": 0, "content": "x"}], "model": {"vocab": {"a": 0}}})
 
 
-def test_missing_assets_error_names_the_command(tmp_path, monkeypatch):
-    monkeypatch.setenv("SFT_COURSE_CACHE", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty hub cache
-    hub.hub_is_reachable.cache_clear()
-    try:
-        with pytest.raises(tokenization.OfflineAssetsMissing, match="python -m sft_utils.assets"):
-            sft_utils.load_tokenizer("EleutherAI/pythia-70m", verbose=False)
-    finally:
-        hub.hub_is_reachable.cache_clear()
+@pytest.fixture
+def no_hub_no_cache(monkeypatch):
+    """As on a machine that never reached the hub (HF_HOME is read once, at import: patch instead)."""
+    monkeypatch.setattr(tokenization, "load_local_hub_or_cache", lambda name, load: (None, "hub unreachable"))
+
+
+def test_missing_assets_error_names_the_command(tmp_path, monkeypatch, no_hub_no_cache):
+    monkeypatch.setenv("SFT_COURSE_CACHE", str(tmp_path))  # no offline copy there
+    with pytest.raises(tokenization.OfflineAssetsMissing, match="python -m sft_utils.assets"):
+        sft_utils.load_tokenizer("EleutherAI/pythia-70m", verbose=False)
+
+
+def test_offline_only_pythia_names_get_the_offline_copy(no_hub_no_cache):
+    with pytest.raises(tokenization.OfflineAssetsMissing, match="only Pythia's tokenizer is available"):
+        sft_utils.load_tokenizer("gpt2", verbose=False)
+
+
+class FakeLoader:
+    """from_pretrained stand-in: records calls; raises OSError for the sources listed in `fail`."""
+
+    def __init__(self, fail):
+        self.fail, self.calls = fail, []
+
+    def __call__(self, name, **kwargs):
+        source = "cache" if kwargs.get("local_files_only") else "hub"
+        self.calls.append(source)
+        if source in self.fail:
+            raise OSError(f"{source} failed\nsecond line")
+        return f"loaded from {source}"
+
+
+@pytest.mark.parametrize("reachable, fail, expected, calls", [
+    (True, set(), ("loaded from hub", "hub (EleutherAI/pythia-70m)"), ["hub"]),
+    (True, {"hub"}, ("loaded from cache", "hub cache (EleutherAI/pythia-70m, offline)"), ["hub", "cache"]),
+    (True, {"hub", "cache"}, (None, "hub reachable but loading failed: hub failed"), ["hub", "cache"]),
+    (False, {"cache"}, (None, "hub unreachable"), ["cache"]),
+    (False, set(), ("loaded from cache", "hub cache (EleutherAI/pythia-70m, offline)"), ["cache"]),
+])
+def test_fallback_order(monkeypatch, reachable, fail, expected, calls):
+    loader = FakeLoader(fail)
+    monkeypatch.setattr(hub, "hub_is_reachable", lambda: reachable)
+    assert hub.load_local_hub_or_cache("EleutherAI/pythia-70m", loader) == expected
+    assert loader.calls == calls
 
 
 def test_hub_offline_switch_is_honoured(monkeypatch):
@@ -154,7 +187,7 @@ def test_hub_path_adds_the_same_role_tokens(monkeypatch, capsys):
         calls.append((name, kwargs))
         return AutoTokenizer.from_pretrained(folder)  # stands in for the download
 
-    monkeypatch.setattr(tokenization, "hub_is_reachable", lambda: True)
+    monkeypatch.setattr(hub, "hub_is_reachable", lambda: True)
     monkeypatch.setattr(tokenization, "_from_pretrained", fake_from_pretrained)
     tok = sft_utils.load_tokenizer("EleutherAI/pythia-160m")
     assert calls == [("EleutherAI/pythia-160m", {})]
