@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import socket
 from urllib.parse import urlparse
-
-# EleutherAI/pythia-70m, pythia-70m-deduped, pythia-70m-v0, pythia-70m-deduped-v0: one architecture each.
-_PYTHIA_NAME = re.compile(r"(?:eleutherai/)?(pythia-[0-9.]+[mb])(?:-deduped)?(?:-v0)?", re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=1)
@@ -41,28 +37,26 @@ def hub_is_reachable(timeout_s: float = 3.0) -> bool:
         return False
 
 
-def is_local_path(name_or_path) -> bool:
-    """True when ``name_or_path`` is an existing directory (a saved tokenizer or model), not a hub name.
+def local_folder(name_or_path) -> str | None:
+    """The folder ``name_or_path`` names (``~`` expanded), or None when it is a hub name.
 
-    Raises FileNotFoundError when it is not a directory but cannot be a hub name either (it starts with
-    ``/``, ``.`` or ``~``, or has more than one ``/``): a mistyped checkpoint folder must not silently
-    fall back to the hub or to random weights. Raises TypeError on a non-string.
+    Raises:
+        FileNotFoundError: it is not an existing folder but cannot be a hub name either (it starts with
+            ``/``, ``.`` or ``~``, holds a backslash or more than one ``/``, is a ``Path``, or is a
+            file): a mistyped checkpoint folder must not silently fall back to the hub or to random
+            weights.
+        TypeError: neither a string nor a path.
     """
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"expected a hub name or a folder, got {type(name_or_path).__name__}")
-    path = os.fspath(name_or_path)
+    path = os.path.expanduser(os.fspath(name_or_path))
     if os.path.isdir(path):
-        return True
-    if isinstance(name_or_path, os.PathLike) or path.startswith(("/", ".", "~")) or path.count("/") > 1:
-        raise FileNotFoundError(f"no such folder: {path!r} (and it is not a hub name like 'EleutherAI/pythia-70m')")
-    return False
-
-
-def pythia_size(name) -> str | None:
-    """``"pythia-70m"`` for any hub name of that size (``EleutherAI/pythia-70m-deduped``, ``pythia-70m-v0`` …);
-    None for anything else, including a folder such as ``checkpoints/pythia-70m``."""
-    match = _PYTHIA_NAME.fullmatch(name) if isinstance(name, str) else None
-    return match.group(1).lower() if match else None
+        return path
+    raw = os.fspath(name_or_path)
+    if (isinstance(name_or_path, os.PathLike) or raw.startswith(("/", ".", "~")) or "\\" in raw
+            or raw.count("/") > 1 or os.path.exists(path)):
+        raise FileNotFoundError(f"no such folder: {raw!r} (and it is not a hub name like 'EleutherAI/pythia-70m')")
+    return None
 
 
 def load_local_hub_or_cache(name_or_path, from_pretrained):
@@ -70,16 +64,19 @@ def load_local_hub_or_cache(name_or_path, from_pretrained):
 
     Args:
         name_or_path: a folder or a hub name.
-        from_pretrained: ``AutoTokenizer.from_pretrained`` or a model class's ``from_pretrained``.
+        from_pretrained: ``AutoTokenizer.from_pretrained`` or a model class's ``from_pretrained``;
+            an ``OSError`` from it means "not available from this source".
 
     Returns:
-        ``(loaded, source)`` with ``source`` a short description, or ``(None, why)`` when all three
-        failed, so that the caller can use its offline fallback and say why.
+        ``(loaded, source)`` with ``source`` a short description, or ``(None, why)`` when the hub
+        and its cache both failed, so that the caller can use its offline fallback and say why.
 
-    Raises FileNotFoundError for a path that is not a folder (see :func:`is_local_path`).
+    Raises FileNotFoundError for a path that is not a folder (see :func:`local_folder`), and whatever
+    ``from_pretrained`` raises for a local folder.
     """
-    if is_local_path(name_or_path):
-        return from_pretrained(name_or_path), f"local folder {name_or_path!s}"
+    folder = local_folder(name_or_path)
+    if folder is not None:
+        return from_pretrained(folder), f"local folder {name_or_path!s}"
     why = "hub unreachable"
     if hub_is_reachable():
         try:

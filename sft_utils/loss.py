@@ -39,9 +39,9 @@ class MaskedCrossEntropyLoss(nn.Module):
     value, -100 included).
 
     Raises:
-        TypeError: an argument that is not a tensor.
-        ValueError: shapes that are not ``[B, T, V]``, ``[B, T]``, ``[B, T]``; a *masked* target outside
-            ``0..V-1``.
+        TypeError: an argument that is not a tensor; targets that are not integers.
+        ValueError: shapes that are not ``[B, T, V]``, ``[B, T]``, ``[B, T]``; a mask with values other
+            than 0/1; a *masked* target outside ``0..V-1``.
     """
 
     def __init__(self, reduction: str = "mean"):
@@ -58,7 +58,12 @@ class MaskedCrossEntropyLoss(nn.Module):
         if logits.shape[:-1] != targets.shape or targets.shape != mask.shape:
             raise ValueError(f"shapes differ: logits {tuple(logits.shape)}, targets {tuple(targets.shape)}, "
                              f"mask {tuple(mask.shape)}; expected [B, T, V], [B, T], [B, T]")
-        mask = mask.bool()
+        if targets.dtype == torch.bool or targets.is_floating_point() or targets.is_complex():
+            raise TypeError(f"targets must be token ids (an integer tensor), got {targets.dtype}")
+        if mask.dtype != torch.bool:
+            if not ((mask == 0) | (mask == 1)).all():  # 0.5 or 2 would silently count as True
+                raise ValueError("mask must be bool or hold only 0 and 1")
+            mask = mask.bool()
         trained_targets = targets[mask]
         if trained_targets.numel() and (trained_targets.min() < 0 or trained_targets.max() >= logits.shape[-1]):
             raise ValueError(f"a masked target is outside 0..{logits.shape[-1] - 1} "

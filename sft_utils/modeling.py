@@ -10,9 +10,11 @@ name it ``embed_out``; transformers 5 calls the attribute ``lm_head`` (and maps 
 
 from __future__ import annotations
 
+import re
+
 import torch
 
-from .hub import load_local_hub_or_cache, pythia_size
+from .hub import load_local_hub_or_cache
 
 DEFAULT_MODEL = "EleutherAI/pythia-70m"
 
@@ -33,6 +35,29 @@ PYTHIA_SIZES = {  # name: (hidden_size, num_hidden_layers, num_attention_heads, 
 }
 
 
+# EleutherAI/pythia-70m, pythia-70m-deduped, pythia-70m-v0, pythia-70m-deduped-v0: one architecture each.
+_PYTHIA_NAME = re.compile(r"(?:eleutherai/)?(pythia-[0-9.]+[mb])(?:-deduped)?(?:-v0)?", re.IGNORECASE)
+
+
+def pythia_size(name) -> str | None:
+    """``"pythia-70m"`` for any hub name of a Pythia size (``EleutherAI/pythia-70m-deduped``,
+    ``pythia-70m-v0`` …); None for anything else, a folder such as ``checkpoints/pythia-70m`` included."""
+    match = _PYTHIA_NAME.fullmatch(name) if isinstance(name, str) else None
+    size = match.group(1).lower() if match else None
+    return size if size in PYTHIA_SIZES else None
+
+
+def _load_gpt_neox(name_or_path, **kwargs):
+    """``GPTNeoXForCausalLM.from_pretrained``, refusing other architectures up front (loading a GPT-2
+    config as GPT-NeoX would fill the gaps with GPT-NeoX-20B's defaults: a 20-billion-parameter model)."""
+    from transformers import AutoConfig, GPTNeoXForCausalLM
+
+    config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+    if config.model_type != "gpt_neox":
+        raise ValueError(f"{name_or_path!s} holds a {config.model_type!r} model, not GPT-NeoX (Pythia)")
+    return GPTNeoXForCausalLM.from_pretrained(name_or_path, config=config, **kwargs)
+
+
 def pythia_config(name: str):
     """``GPTNeoXConfig`` of a Pythia size, e.g. ``"EleutherAI/pythia-70m"`` or ``"pythia-160m-deduped"``.
 
@@ -43,7 +68,7 @@ def pythia_config(name: str):
     from transformers import GPTNeoXConfig
 
     size = pythia_size(name)
-    if size not in PYTHIA_SIZES:
+    if size is None:
         raise ValueError(f"{name!r} is not a Pythia name (EleutherAI/pythia-70m, pythia-160m-deduped, …); "
                          f"sizes: {', '.join(PYTHIA_SIZES)}")
     hidden, layers, heads, vocab = PYTHIA_SIZES[size]
@@ -75,12 +100,13 @@ def load_model(name_or_path=DEFAULT_MODEL, *, seed: int = 0, verbose: bool = Tru
     *random weights*, and a loud message says so: shapes, memory and losses of the course are right,
     generated text is noise.
 
-    Raises ValueError when no weights can be loaded and ``name_or_path`` is not a Pythia name;
-    FileNotFoundError for a path (``/…``, ``./…``, ``~/…``, ``a/b/c``) that is not a folder.
+    Raises ValueError for a folder or hub model that is not GPT-NeoX, or when no weights can be loaded
+    and ``name_or_path`` is not a Pythia name; FileNotFoundError for a path (``/…``, ``./…``,
+    ``~/…``, ``a/b/c``) that is not a folder.
     """
     from transformers import GPTNeoXForCausalLM
 
-    model, source = load_local_hub_or_cache(name_or_path, GPTNeoXForCausalLM.from_pretrained)
+    model, source = load_local_hub_or_cache(name_or_path, _load_gpt_neox)
     pretrained = model is not None
     if not pretrained:
         config = pythia_config(name_or_path)

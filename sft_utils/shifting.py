@@ -36,8 +36,8 @@ def shift_for_next_token(example: dict) -> dict:
 
     Raises:
         ValueError: a missing ``input_ids`` or ``label_mask``; fewer than 2 tokens (nothing to predict);
-            lengths or shapes that differ; nested lists
-            (a batch must be a tensor, or the batch axis would be shifted instead of the token axis).
+            lengths or shapes that differ; nested lists (a batch must be a tensor, or the batch axis
+            would be shifted instead of the token axis).
         TypeError: lists mixed with tensors.
     """
     missing = [k for k in ("input_ids", "label_mask") if k not in example]

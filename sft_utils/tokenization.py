@@ -14,7 +14,8 @@ end-of-reply token invites code that masks padding *by id* and so hides the real
 from __future__ import annotations
 
 from .formatting import EOS_TOKEN, PAD_TOKEN
-from .hub import load_local_hub_or_cache, pythia_size
+from .hub import load_local_hub_or_cache
+from .modeling import pythia_size
 
 PYTHIA_VOCAB_LEN = 50277  # len(tokenizer) of every Pythia checkpoint (50 254 BPE entries + 23 added)
 #: Added in this order; Open-Assistant's Pythia SFT models use the same list.
@@ -30,10 +31,22 @@ class OfflineAssetsMissing(FileNotFoundError):
     """Neither the hub nor the offline copy of Pythia's tokenizer is available."""
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+
+
 def _from_pretrained(name_or_path, **kwargs):
+    """``AutoTokenizer.from_pretrained``, with an OSError (not a half-built tokenizer) when files are missing."""
+    import os
+
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    if os.path.isdir(name_or_path) and not any(os.path.exists(os.path.join(name_or_path, f)) for f in TOKENIZER_FILES):
+        raise FileNotFoundError(f"folder {name_or_path!s} holds no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    # A hub cache holding only a model's files yields a near-empty tokenizer instead of an error.
+    if len(tokenizer) < PYTHIA_VOCAB_LEN:
+        raise OSError(f"{name_or_path!s}: tokenizer files missing or not Pythia's ({len(tokenizer)} tokens)")
+    return tokenizer
 
 
 def _load_base_tokenizer(name_or_path):

@@ -27,9 +27,21 @@ def autocast_for(device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+SHIFTED_KEYS = ("input_ids", "attention_mask", "targets", "label_masks")
+
+
+def _check_shifted_batch(batch) -> None:
+    if not isinstance(batch, dict) or any(k not in batch for k in SHIFTED_KEYS):
+        got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise ValueError(f"expected a batch from AssistantOnlyCollator(convention='shifted') with keys "
+                         f"{', '.join(SHIFTED_KEYS)}; got {got}")
+
+
 def forward_logits(model, batch: dict) -> torch.Tensor:
     """Logits ``[B, T, vocab_size]`` of a ``"shifted"`` batch (see ``AssistantOnlyCollator``), under
-    :func:`autocast_for` its device. Keys used: ``input_ids``, ``attention_mask`` int64 ``[B, T]``."""
+    :func:`autocast_for` its device. Keys used: ``input_ids``, ``attention_mask`` int64 ``[B, T]``.
+    Raises ValueError for anything but a shifted batch."""
+    _check_shifted_batch(batch)
     with autocast_for(batch["input_ids"].device):
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
@@ -43,7 +55,14 @@ def masked_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
 
 def train_step(model, batch: dict, optimizer, *, max_grad_norm: float = 1.0) -> float:
     """One optimizer step on the batch's mean trained-token loss (memo step 6); returns that loss in nats
-    per trained token. Gradients are clipped to a global norm of ``max_grad_norm``."""
+    per trained token. Gradients are clipped to a global norm of ``max_grad_norm``.
+
+    A batch without trained targets returns 0.0 and changes nothing (AdamW would still move the weights
+    through its momentum and weight decay). Raises ValueError for anything but a shifted batch.
+    """
+    _check_shifted_batch(batch)
+    if not batch["label_masks"].any():
+        return 0.0
     model.train()
     loss = _mean_loss(forward_logits(model, batch), batch["targets"], batch["label_masks"])
     optimizer.zero_grad(set_to_none=True)
@@ -55,10 +74,19 @@ def train_step(model, batch: dict, optimizer, *, max_grad_norm: float = 1.0) -> 
 
 @torch.no_grad()
 def evaluate(model, batches) -> float:
-    """Mean CE over all trained tokens of ``batches`` (token-weighted, not a mean of batch means), nats."""
+    """Mean CE over all trained tokens of ``batches`` (token-weighted, not a mean of batch means), nats.
+
+    ``batches``: a list (or loader) of shifted batches. Raises ValueError when they hold no trained
+    token (0 would read as a perfect score) or are not shifted batches; TypeError for a single dict.
+    """
+    if isinstance(batches, dict):
+        raise TypeError("batches must be a list (or loader) of batches, not one batch: wrap it in a list")
     model.eval()
     total, count = 0.0, 0
     for batch in batches:
+        _check_shifted_batch(batch)
         batch_total, batch_count = masked_loss_sum(model, move_batch(batch, model.device))
         total, count = total + batch_total.item(), count + batch_count
-    return total / max(count, 1)
+    if count == 0:
+        raise ValueError("no trained token in the evaluation batches: the loss is undefined")
+    return total / count

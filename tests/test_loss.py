@@ -128,3 +128,18 @@ def test_equals_gpt_neox_labels_loss_on_the_same_batch(tokenizer, tiny_model, co
         theirs = tiny_model(**hf).loss
     assert ours.item() == pytest.approx(theirs.item(), abs=1e-6)
     assert 9.0 < ours.item() < 12.0  # random weights: about ln(50304) = 10.8 nats
+
+
+def test_mask_values_other_than_0_and_1_are_refused(random_batch):
+    logits, targets, mask = random_batch
+    assert MaskedCrossEntropyLoss()(logits, targets, mask.long()).item() == pytest.approx(
+        MaskedCrossEntropyLoss()(logits, targets, mask).item())
+    with pytest.raises(ValueError, match="mask must be bool or hold only 0 and 1"):
+        MaskedCrossEntropyLoss()(logits, targets, mask.float() * 0.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bool])
+def test_targets_must_be_integer_ids(random_batch, dtype):
+    logits, targets, mask = random_batch
+    with pytest.raises(TypeError, match="targets must be token ids"):
+        MaskedCrossEntropyLoss()(logits, targets.to(dtype), mask)

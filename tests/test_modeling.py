@@ -91,3 +91,19 @@ def test_a_saved_float16_checkpoint_loads_as_float32(tmp_path, capsys):
     assert model.sft_pretrained and "local folder" in capsys.readouterr().out
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert torch.equal(output_head(model).weight, output_head(saved).weight.float())
+
+
+def test_a_folder_of_another_architecture_is_refused_before_loading(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100)).save_pretrained(tmp_path / "gpt2")
+    with pytest.raises(ValueError, match="holds a 'gpt2' model, not GPT-NeoX"):
+        sft_utils.load_model(str(tmp_path / "gpt2"), verbose=False)
+
+
+@pytest.mark.parametrize("name, size", [
+    ("EleutherAI/pythia-1.4b-deduped", "pythia-1.4b"), ("pythia-7m", None), ("pythia-1.2.3b", None),
+    ("gpt2/pythia-70m", None), (None, None),
+])
+def test_pythia_size(name, size):
+    assert sft_utils.modeling.pythia_size(name) == size

@@ -193,3 +193,50 @@ def test_hub_path_adds_the_same_role_tokens(monkeypatch, capsys):
     assert calls == [("EleutherAI/pythia-160m", {})]
     assert "Tokenizer: hub (EleutherAI/pythia-160m)" in capsys.readouterr().out
     assert tok.convert_tokens_to_ids(list(sft_utils.ROLE_TOKENS)) == [50277, 50278, 50279, 50280, 50281]
+
+
+@pytest.mark.parametrize("make", ["empty", "model only"])
+def test_a_folder_without_tokenizer_files_says_so(tmp_path, make):
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    if make == "model only":
+        (folder / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="holds no tokenizer"):
+        sft_utils.load_tokenizer(str(folder), verbose=False)
+
+
+def test_a_near_empty_tokenizer_counts_as_missing(tmp_path):
+    """What a hub cache holding only a model's files gives: an OSError, so the fallback goes on."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel({"a": 0, "b": 1}, unk_token="a"))).save_pretrained(tmp_path)
+    with pytest.raises(OSError, match="missing or not Pythia's \\(2 tokens\\)"):
+        tokenization._from_pretrained(str(tmp_path))
+
+
+def test_a_home_relative_folder_is_expanded(tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(_offline_folder_or_skip()).save_pretrained(tmp_path / "tok")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert len(sft_utils.load_tokenizer("~/tok", verbose=False)) == 50282
+
+
+@pytest.mark.parametrize("name", ["models\\\\pythia-70m", "C:\\\\models\\\\pythia"])
+def test_windows_style_paths_are_paths(name):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        sft_utils.load_tokenizer(name, verbose=False)
+
+
+def test_a_file_is_not_a_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(FileNotFoundError, match="no such folder: 'afile'"):
+        sft_utils.load_model("afile", verbose=False)
+
+
+def test_offline_a_mistyped_pythia_size_is_not_given_the_offline_copy(no_hub_no_cache):
+    with pytest.raises(tokenization.OfflineAssetsMissing, match="only Pythia's tokenizer"):
+        sft_utils.load_tokenizer("EleutherAI/pythia-7m", verbose=False)

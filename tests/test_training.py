@@ -46,3 +46,27 @@ def test_training_steps_lower_the_assistant_only_loss(batches):
     after = evaluate(model, batches)
     assert before > 10.0 and after < before - 2.0, (before, after)
     assert losses[-1] < losses[0]
+
+
+def test_a_labels_batch_or_a_raw_example_is_refused_clearly(tiny_model, tokenizer, course_conversations):
+    examples = [tokenize_conversation(c["messages"], tokenizer) for c in course_conversations[:2]]
+    labels_batch = AssistantOnlyCollator(tokenizer.pad_token_id, convention="labels")(examples)
+    optimizer = torch.optim.AdamW(tiny_model.parameters())
+    with pytest.raises(ValueError, match="expected a batch from AssistantOnlyCollator"):
+        train_step(tiny_model, labels_batch, optimizer)
+    with pytest.raises(ValueError, match="expected a batch from AssistantOnlyCollator"):
+        evaluate(tiny_model, [examples[0]])
+    with pytest.raises(TypeError, match="not one batch"):
+        evaluate(tiny_model, AssistantOnlyCollator(tokenizer.pad_token_id)(examples))
+
+
+def test_no_trained_token(tokenizer, tiny_model):
+    only_prompt = tokenize_conversation([{"role": "prompter", "text": "Hello there"}], tokenizer)
+    batch = AssistantOnlyCollator(tokenizer.pad_token_id)([only_prompt])
+    with pytest.raises(ValueError, match="no trained token in the evaluation batches"):
+        evaluate(tiny_model, [batch])
+    before = [p.detach().clone() for p in tiny_model.parameters()]
+    optimizer = torch.optim.AdamW(tiny_model.parameters(), lr=1.0, weight_decay=0.5)
+    assert train_step(tiny_model, batch, optimizer) == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(before, tiny_model.parameters()))
+    tiny_model.eval()
