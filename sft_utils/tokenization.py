@@ -13,6 +13,8 @@ end-of-reply token invites code that masks padding *by id* and so hides the real
 
 from __future__ import annotations
 
+import os
+
 from .formatting import EOS_TOKEN, PAD_TOKEN
 from .hub import load_local_hub_or_cache
 from .modeling import pythia_size
@@ -36,8 +38,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
 
 def _from_pretrained(name_or_path, **kwargs):
     """``AutoTokenizer.from_pretrained``, with an OSError (not a half-built tokenizer) when files are missing."""
-    import os
-
     from transformers import AutoTokenizer
 
     if os.path.isdir(name_or_path) and not any(os.path.exists(os.path.join(name_or_path, f)) for f in TOKENIZER_FILES):
