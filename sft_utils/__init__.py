@@ -1,12 +1,12 @@
 """sft_utils: the code the sft-course notebooks share, one memo step per module.
 
-    formatting   step 1  format_conversation                      notebook 01
-    tokenization step 2  load_tokenizer (+ assets for offline)    notebook 02
-    masking      step 3  tokenize_conversation                    notebook 03
-    shifting     step 4  shift_for_next_token, collators          notebook 04
-    modeling     step 5  load_model, output_head                  notebook 05
-    loss         step 6  MaskedCrossEntropyLoss                   notebook 06
-    training             train_step, evaluate                     notebook 07
+formatting   step 1  format_conversation                      notebook 01
+tokenization step 2  load_tokenizer (+ assets for offline)    notebook 02
+masking      step 3  tokenize_conversation                    notebook 03
+shifting     step 4  shift_for_next_token, collators          notebook 04
+modeling     step 5  load_model, output_head                  notebook 05
+loss         step 6  MaskedCrossEntropyLoss                   notebook 06
+training             train_step, evaluate                     notebook 07
 """
 
 from .data import course_data_path, load_conversations, shared_data_dir
@@ -14,14 +14,37 @@ from .formatting import ConversationError, format_conversation, normalize_messag
 from .loss import MaskedCrossEntropyLoss, per_token_nll
 from .masking import generation_prompt_ids, tokenize_conversation
 from .modeling import load_model, output_head, pythia_config
-from .shifting import IGNORE_INDEX, AssistantOnlyCollator, CausalLMCollator, labels_from_label_mask, shift_for_next_token
+from .shifting import (
+    IGNORE_INDEX,
+    AssistantOnlyCollator,
+    CausalLMCollator,
+    labels_from_label_mask,
+    shift_for_next_token,
+)
 from .tokenization import ROLE_TOKEN_IDS, ROLE_TOKENS, OfflineAssetsMissing, load_tokenizer
 
 __all__ = [
-    "AssistantOnlyCollator", "CausalLMCollator", "ConversationError", "IGNORE_INDEX", "MaskedCrossEntropyLoss",
+    "IGNORE_INDEX",
+    "ROLE_TOKENS",
+    "ROLE_TOKEN_IDS",
+    "AssistantOnlyCollator",
+    "CausalLMCollator",
+    "ConversationError",
+    "MaskedCrossEntropyLoss",
+    "OfflineAssetsMissing",
+    "course_data_path",
+    "format_conversation",
     "generation_prompt_ids",
-    "OfflineAssetsMissing", "ROLE_TOKENS", "ROLE_TOKEN_IDS", "course_data_path", "format_conversation",
-    "labels_from_label_mask", "load_conversations", "load_model", "load_tokenizer", "normalize_messages",
-    "output_head", "per_token_nll", "pythia_config", "render_message", "shared_data_dir", "shift_for_next_token",
+    "labels_from_label_mask",
+    "load_conversations",
+    "load_model",
+    "load_tokenizer",
+    "normalize_messages",
+    "output_head",
+    "per_token_nll",
+    "pythia_config",
+    "render_message",
+    "shared_data_dir",
+    "shift_for_next_token",
     "tokenize_conversation",
 ]

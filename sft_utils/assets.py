@@ -35,7 +35,8 @@ RIDDLE_IDS = [42, 1053, 626, 2096, 253, 391, 3209, 670, 495, 1161, 7752, 13, 476
 
 
 def cache_dir() -> Path:
-    """Folder for offline assets: ``$SFT_COURSE_CACHE``, else ``$XDG_CACHE_HOME/sft-course``, else ``~/.cache/sft-course``."""
+    """Folder for offline assets: ``$SFT_COURSE_CACHE``, else ``$XDG_CACHE_HOME/sft-course``, else
+    ``~/.cache/sft-course``."""
     if os.environ.get("SFT_COURSE_CACHE"):
         return Path(os.environ["SFT_COURSE_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"

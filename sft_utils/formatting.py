@@ -41,7 +41,8 @@ class ConversationError(ValueError):
     """
 
 
-def _where(conversation_id, index=None) -> str:
+def conversation_name(conversation_id, index=None) -> str:
+    """How errors name a conversation: ``conversation 'id', message 3`` (or just ``conversation``)."""
     name = f"conversation {conversation_id!r}" if conversation_id is not None else "conversation"
     return name if index is None else f"{name}, message {index}"
 
@@ -62,30 +63,27 @@ def normalize_messages(messages, *, system: str | None = None, conversation_id=N
     """
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise ConversationError(
-            f"{_where(conversation_id)}: messages must be a list of dicts, got {type(messages).__name__}"
+            f"{conversation_name(conversation_id)}: messages must be a list of dicts, got {type(messages).__name__}"
         )
     # (index named in errors, role, text); the system= argument is named "system=".
     entries: list[tuple] = [("system=", SYSTEM, system)] if system is not None else []
     for i, message in enumerate(messages):
+        where = conversation_name(conversation_id, i)
         if not isinstance(message, Mapping):
-            raise ConversationError(
-                f"{_where(conversation_id, i)}: expected a dict with 'role' and 'text', got {type(message).__name__}"
-            )
+            raise ConversationError(f"{where}: expected a dict with 'role' and 'text', got {type(message).__name__}")
         raw_role = message.get("role")
         role = ROLE_ALIASES.get(raw_role) if isinstance(raw_role, str) else None
         if role is None:
-            raise ConversationError(
-                f"{_where(conversation_id, i)}: unknown role {raw_role!r}; expected one of {sorted(ROLE_ALIASES)}"
-            )
+            raise ConversationError(f"{where}: unknown role {raw_role!r}; expected one of {sorted(ROLE_ALIASES)}")
         if ("text" in message) == ("content" in message):
             problem = "has both 'text' and 'content'" if "text" in message else "has no 'text' (or 'content') key"
-            raise ConversationError(f"{_where(conversation_id, i)}: {problem}")
+            raise ConversationError(f"{where}: {problem}")
         entries.append((i, role, message["text"] if "text" in message else message["content"]))
     if not entries:
-        raise ConversationError(f"{_where(conversation_id)}: no messages")
+        raise ConversationError(f"{conversation_name(conversation_id)}: no messages")
 
     for position, (i, role, text) in enumerate(entries):
-        where = _where(conversation_id, i)
+        where = conversation_name(conversation_id, i)
         if not isinstance(text, str):
             raise ConversationError(f"{where}: text must be a str, got {type(text).__name__}")
         if not text.translate(_INVISIBLE).strip():
@@ -101,9 +99,9 @@ def normalize_messages(messages, *, system: str | None = None, conversation_id=N
     for k, (i, role, _) in enumerate(turns):
         expected = PROMPTER if k % 2 == 0 else ASSISTANT
         if role != expected:
+            where = conversation_name(conversation_id, i)
             raise ConversationError(
-                f"{_where(conversation_id, i)}: expected role {expected!r} (roles alternate, prompter first), "
-                f"got {role!r}"
+                f"{where}: expected role {expected!r} (roles alternate, prompter first), got {role!r}"
             )
     return [{"role": role, "text": text} for _, role, text in entries]
 
@@ -138,6 +136,8 @@ def format_conversation(
     if not add_generation_prompt:
         return text
     if normalized[-1]["role"] != PROMPTER:  # else two assistant turns in a row
-        raise ConversationError(f"{_where(conversation_id)}: add_generation_prompt needs a conversation that ends "
-                                f"with the prompter, not the {normalized[-1]['role']}")
+        raise ConversationError(
+            f"{conversation_name(conversation_id)}: add_generation_prompt needs a conversation that ends "
+            f"with the prompter, not the {normalized[-1]['role']}"
+        )
     return text + ROLE_MARKERS[ASSISTANT]

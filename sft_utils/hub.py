@@ -53,8 +53,13 @@ def local_folder(name_or_path) -> str | None:
     if os.path.isdir(path):
         return path
     raw = os.fspath(name_or_path)
-    if (isinstance(name_or_path, os.PathLike) or raw.startswith(("/", ".", "~")) or "\\" in raw
-            or raw.count("/") > 1 or os.path.exists(path)):
+    if (
+        isinstance(name_or_path, os.PathLike)
+        or raw.startswith(("/", ".", "~"))
+        or "\\" in raw
+        or raw.count("/") > 1
+        or os.path.exists(path)
+    ):
         raise FileNotFoundError(f"no such folder: {raw!r} (and it is not a hub name like 'EleutherAI/pythia-70m')")
     return None
 

@@ -56,8 +56,10 @@ class MaskedCrossEntropyLoss(nn.Module):
             if not torch.is_tensor(value):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
         if logits.shape[:-1] != targets.shape or targets.shape != mask.shape:
-            raise ValueError(f"shapes differ: logits {tuple(logits.shape)}, targets {tuple(targets.shape)}, "
-                             f"mask {tuple(mask.shape)}; expected [B, T, V], [B, T], [B, T]")
+            raise ValueError(
+                f"shapes differ: logits {tuple(logits.shape)}, targets {tuple(targets.shape)}, "
+                f"mask {tuple(mask.shape)}; expected [B, T, V], [B, T], [B, T]"
+            )
         if targets.dtype == torch.bool or targets.is_floating_point() or targets.is_complex():
             raise TypeError(f"targets must be token ids (an integer tensor), got {targets.dtype}")
         if mask.dtype != torch.bool:
@@ -66,8 +68,10 @@ class MaskedCrossEntropyLoss(nn.Module):
             mask = mask.bool()
         trained_targets = targets[mask]
         if trained_targets.numel() and (trained_targets.min() < 0 or trained_targets.max() >= logits.shape[-1]):
-            raise ValueError(f"a masked target is outside 0..{logits.shape[-1] - 1} "
-                             f"(min {trained_targets.min().item()}, max {trained_targets.max().item()})")
+            raise ValueError(
+                f"a masked target is outside 0..{logits.shape[-1] - 1} "
+                f"(min {trained_targets.min().item()}, max {trained_targets.max().item()})"
+            )
         nll = per_token_nll(logits[mask], trained_targets)  # [N]: only the N trained rows
         if self.reduction == "none":
             return torch.zeros(mask.shape, dtype=nll.dtype, device=nll.device).masked_scatter(mask, nll)

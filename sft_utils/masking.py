@@ -21,11 +21,20 @@ from __future__ import annotations
 
 import warnings
 
-from .formatting import ASSISTANT, EOS_TOKEN, PROMPTER, ROLE_MARKERS, ConversationError, normalize_messages
+from .formatting import (
+    ASSISTANT,
+    EOS_TOKEN,
+    PROMPTER,
+    ROLE_MARKERS,
+    ConversationError,
+    conversation_name,
+    normalize_messages,
+)
 
 
-def tokenize_conversation(messages, tokenizer, *, max_length: int | None = None, system: str | None = None,
-                          conversation_id=None) -> dict:
+def tokenize_conversation(
+    messages, tokenizer, *, max_length: int | None = None, system: str | None = None, conversation_id=None
+) -> dict:
     """Memo steps 2-3: token ids, attention mask, message index and label mask of one conversation.
 
     Args:
@@ -56,8 +65,9 @@ def tokenize_conversation(messages, tokenizer, *, max_length: int | None = None,
     marker_ids = {role: _token_id(tokenizer, marker) for role, marker in ROLE_MARKERS.items()}
     eos_id = _token_id(tokenizer, EOS_TOKEN)
     # One batched call for all texts; split_special_tokens keeps literal "<|assistant|>" as plain text.
-    texts_ids = tokenizer([m["text"] for m in normalized], add_special_tokens=False,
-                          split_special_tokens=True)["input_ids"]
+    texts_ids = tokenizer([m["text"] for m in normalized], add_special_tokens=False, split_special_tokens=True)[
+        "input_ids"
+    ]
 
     input_ids, message_indices, label_mask = [], [], []
     for index, (message, text_ids) in enumerate(zip(normalized, texts_ids)):
@@ -70,9 +80,8 @@ def tokenize_conversation(messages, tokenizer, *, max_length: int | None = None,
         input_ids, message_indices, label_mask = (x[:max_length] for x in (input_ids, message_indices, label_mask))
         # Position 0 is never a target after the shift, so it does not count as trained.
         if not any(label_mask[1:]):
-            where = f"conversation {conversation_id!r}" if conversation_id is not None else "a conversation"
-            warnings.warn(f"{where}: truncation to max_length={max_length} tokens left no trained token",
-                          stacklevel=2)
+            where = conversation_name(conversation_id)
+            warnings.warn(f"{where}: truncation to max_length={max_length} tokens left no trained token", stacklevel=2)
     return {
         "input_ids": input_ids,
         "attention_mask": [1] * len(input_ids),
@@ -92,9 +101,10 @@ def generation_prompt_ids(messages, tokenizer, *, system: str | None = None, con
     """
     normalized = normalize_messages(messages, system=system, conversation_id=conversation_id)
     if normalized[-1]["role"] != PROMPTER:
-        where = f"conversation {conversation_id!r}" if conversation_id is not None else "conversation"
-        raise ConversationError(f"{where}: a generation prompt must end with the prompter, not the "
-                                f"{normalized[-1]['role']}")
+        raise ConversationError(
+            f"{conversation_name(conversation_id)}: a generation prompt must end with the prompter, not the "
+            f"{normalized[-1]['role']}"
+        )
     ids = tokenize_conversation(normalized, tokenizer, conversation_id=conversation_id)["input_ids"]
     return ids + [_token_id(tokenizer, ROLE_MARKERS[ASSISTANT])]
 

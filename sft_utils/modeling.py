@@ -69,18 +69,35 @@ def pythia_config(name: str):
 
     size = pythia_size(name)
     if size is None:
-        raise ValueError(f"{name!r} is not a Pythia name (EleutherAI/pythia-70m, pythia-160m-deduped, …); "
-                         f"sizes: {', '.join(PYTHIA_SIZES)}")
+        raise ValueError(
+            f"{name!r} is not a Pythia name (EleutherAI/pythia-70m, pythia-160m-deduped, …); "
+            f"sizes: {', '.join(PYTHIA_SIZES)}"
+        )
     hidden, layers, heads, vocab = PYTHIA_SIZES[size]
-    return GPTNeoXConfig.from_dict({
-        "architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox",
-        "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
-        "intermediate_size": 4 * hidden, "vocab_size": vocab, "hidden_act": "gelu",
-        "rotary_pct": 0.25, "rotary_emb_base": 10000, "max_position_embeddings": 2048,
-        "use_parallel_residual": True, "tie_word_embeddings": False, "layer_norm_eps": 1e-5,
-        "initializer_range": 0.02, "attention_dropout": 0.0, "hidden_dropout": 0.0,
-        "bos_token_id": 0, "eos_token_id": 0, "use_cache": True,
-    })
+    return GPTNeoXConfig.from_dict(
+        {
+            "architectures": ["GPTNeoXForCausalLM"],
+            "model_type": "gpt_neox",
+            "hidden_size": hidden,
+            "num_hidden_layers": layers,
+            "num_attention_heads": heads,
+            "intermediate_size": 4 * hidden,
+            "vocab_size": vocab,
+            "hidden_act": "gelu",
+            "rotary_pct": 0.25,
+            "rotary_emb_base": 10000,
+            "max_position_embeddings": 2048,
+            "use_parallel_residual": True,
+            "tie_word_embeddings": False,
+            "layer_norm_eps": 1e-5,
+            "initializer_range": 0.02,
+            "attention_dropout": 0.0,
+            "hidden_dropout": 0.0,
+            "bos_token_id": 0,
+            "eos_token_id": 0,
+            "use_cache": True,
+        }
+    )
 
 
 def load_model(name_or_path=DEFAULT_MODEL, *, seed: int = 0, verbose: bool = True):

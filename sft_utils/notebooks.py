@@ -58,7 +58,8 @@ def problems(nb) -> list[str]:
             if WIDGET_MIME in output.get("data", {}):
                 found.append(f"cell {i}: widget view in output")
             text = output.get("text", "") + "".join(
-                v for k, v in output.get("data", {}).items() if k.startswith("text/") and isinstance(v, str))
+                v for k, v in output.get("data", {}).items() if k.startswith("text/") and isinstance(v, str)
+            )
             for match in MACHINE_PATH.findall(text):
                 found.append(f"cell {i}: machine path {match!r}")
     return found
@@ -72,8 +73,13 @@ def execute(path: Path, out_path: Path, *, timeout_s: int = 600) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     # Log level ERROR: hides ipykernel's warning about its local TCP transport on every start.
-    NotebookClient(nb, timeout=timeout_s, kernel_name="python3", extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        nb,
+        timeout=timeout_s,
+        kernel_name="python3",
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        resources={"metadata": {"path": str(path.parent)}},
+    ).execute()
     elapsed = time.perf_counter() - start
     clean(nb)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +93,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sft_utils.notebooks", description=__doc__.split("\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: all numbered notebooks")
     parser.add_argument("--inplace", action="store_true", help="overwrite the notebooks with executed, clean ones")
-    parser.add_argument("--out", type=Path, default=Path("build/notebooks"), help="output folder (default build/notebooks)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("build/notebooks"), help="output folder (default build/notebooks)"
+    )
     parser.add_argument("--check", action="store_true", help="check the notebooks as they are; execute nothing")
     args = parser.parse_args(argv)
     paths = args.notebooks or course_notebooks()

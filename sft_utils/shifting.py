@@ -104,7 +104,8 @@ class AssistantOnlyCollator:
         if convention not in ("shifted", "labels"):
             raise ValueError(f"convention must be 'shifted' or 'labels', got {convention!r}")
         if pad_to_multiple_of is not None and (
-                isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1):
+            isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1
+        ):
             raise ValueError(f"pad_to_multiple_of must be a positive int, got {pad_to_multiple_of!r}")
         self.pad_token_id = pad_token_id
         self.convention = convention
@@ -117,15 +118,20 @@ class AssistantOnlyCollator:
         for i, e in enumerate(examples):
             lengths = {k: len(e[k]) for k in ("input_ids", "attention_mask", "label_mask") if k in e}
             if len(set(lengths.values())) > 1 or "label_mask" not in lengths:
-                raise ValueError(f"example {i}: input_ids, attention_mask and label_mask must be present and of "
-                                 f"one length, got lengths {lengths}")
+                raise ValueError(
+                    f"example {i}: input_ids, attention_mask and label_mask must be present and of "
+                    f"one length, got lengths {lengths}"
+                )
         ids = [torch.as_tensor(e["input_ids"], dtype=torch.long) for e in examples]
         out = {
             "input_ids": pad_sequence(ids, batch_first=True, padding_value=self.pad_token_id),
             # Built from lengths: 1 on each example's own tokens, 0 on the padding after it.
             "attention_mask": pad_sequence([torch.ones_like(i) for i in ids], batch_first=True, padding_value=0),
-            "label_mask": pad_sequence([torch.as_tensor(e["label_mask"], dtype=torch.bool) for e in examples],
-                                       batch_first=True, padding_value=False),
+            "label_mask": pad_sequence(
+                [torch.as_tensor(e["label_mask"], dtype=torch.bool) for e in examples],
+                batch_first=True,
+                padding_value=False,
+            ),
         }
         # The shifted convention drops one position, so pad to a multiple plus one.
         returned_length = out["input_ids"].shape[1] - (self.convention == "shifted")
@@ -160,8 +166,9 @@ class CausalLMCollator:
 
         if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
             raise ValueError("pad token must exist and differ from eos, or the end of each reply is never trained")
-        self.collator = DataCollatorForLanguageModeling(tokenizer, mlm=False, pad_to_multiple_of=pad_to_multiple_of,
-                                                        return_tensors="pt")
+        self.collator = DataCollatorForLanguageModeling(
+            tokenizer, mlm=False, pad_to_multiple_of=pad_to_multiple_of, return_tensors="pt"
+        )
 
     def __call__(self, examples: list[dict]) -> dict:
         if not examples:

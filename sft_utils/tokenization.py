@@ -58,8 +58,10 @@ def _load_base_tokenizer(name_or_path):
 
     offline = offline_tokenizer_dir()
     if pythia_size(name_or_path) is None:
-        raise OfflineAssetsMissing(f"Cannot load {name_or_path!r} ({source}): offline, only Pythia's tokenizer "
-                                   "is available (any 'EleutherAI/pythia-*' name)")
+        raise OfflineAssetsMissing(
+            f"Cannot load {name_or_path!r} ({source}): offline, only Pythia's tokenizer "
+            "is available (any 'EleutherAI/pythia-*' name)"
+        )
     if (offline / "tokenizer.json").exists():
         return _from_pretrained(offline), f"offline copy of Pythia's tokenizer ({source})"
     raise OfflineAssetsMissing(
@@ -109,6 +111,8 @@ def load_tokenizer(name_or_path=DEFAULT_TOKENIZER, *, verbose: bool = True):
     add_role_tokens(tokenizer)
     tokenizer.sft_source = source
     if verbose:
-        print(f"Tokenizer: {source}; {len(tokenizer)} tokens, role tokens at {min(ROLE_TOKEN_IDS.values())}-"
-              f"{max(ROLE_TOKEN_IDS.values())}")
+        print(
+            f"Tokenizer: {source}; {len(tokenizer)} tokens, role tokens at {min(ROLE_TOKEN_IDS.values())}-"
+            f"{max(ROLE_TOKEN_IDS.values())}"
+        )
     return tokenizer

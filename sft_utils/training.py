@@ -33,8 +33,10 @@ SHIFTED_KEYS = ("input_ids", "attention_mask", "targets", "label_masks")
 def _check_shifted_batch(batch) -> None:
     if not isinstance(batch, dict) or any(k not in batch for k in SHIFTED_KEYS):
         got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-        raise ValueError(f"expected a batch from AssistantOnlyCollator(convention='shifted') with keys "
-                         f"{', '.join(SHIFTED_KEYS)}; got {got}")
+        raise ValueError(
+            f"expected a batch from AssistantOnlyCollator(convention='shifted') with keys "
+            f"{', '.join(SHIFTED_KEYS)}; got {got}"
+        )
 
 
 def forward_logits(model, batch: dict) -> torch.Tensor:

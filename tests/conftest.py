@@ -7,9 +7,9 @@ import tempfile
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="sft-course-empty-hub-cache-")
 
-import pytest  # noqa: E402
+import pytest
 
-import sft_utils  # noqa: E402
+import sft_utils
 
 
 @pytest.fixture(scope="session")

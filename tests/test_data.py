@@ -12,21 +12,32 @@ def write(tmp_path, lines):
 
 
 def test_reads_both_forms_and_names_lines(tmp_path):
-    path = write(tmp_path, [
-        json.dumps({"id": "a", "messages": [{"role": "prompter", "text": "q"}, {"role": "assistant", "text": "r"}]}),
-        "",
-        json.dumps({"messages": [{"role": "user", "content": "q2"}, {"role": "assistant", "content": "r2"}]}),
-    ])
+    path = write(
+        tmp_path,
+        [
+            json.dumps(
+                {"id": "a", "messages": [{"role": "prompter", "text": "q"}, {"role": "assistant", "text": "r"}]}
+            ),
+            "",
+            json.dumps({"messages": [{"role": "user", "content": "q2"}, {"role": "assistant", "content": "r2"}]}),
+        ],
+    )
     convs = load_conversations(path)
     assert [c["id"] for c in convs] == ["a", "convs.jsonl:3"]
     assert convs[1]["messages"] == [{"role": "prompter", "text": "q2"}, {"role": "assistant", "text": "r2"}]
 
 
-@pytest.mark.parametrize("line, message", [
-    ("{not json", "convs.jsonl:2: not valid JSON"),
-    ("[1, 2]", "convs.jsonl:2: expected a JSON object with a 'messages' list"),
-    ('{"id": "x", "messages": [{"role": "prompter", "text": ""}]}', "conversation 'x (convs.jsonl:2)', message 0: text is empty"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("{not json", "convs.jsonl:2: not valid JSON"),
+        ("[1, 2]", "convs.jsonl:2: expected a JSON object with a 'messages' list"),
+        (
+            '{"id": "x", "messages": [{"role": "prompter", "text": ""}]}',
+            "conversation 'x (convs.jsonl:2)', message 0: text is empty",
+        ),
+    ],
+)
 def test_bad_lines_name_file_and_line(tmp_path, line, message):
     good = json.dumps({"messages": [{"role": "prompter", "text": "q"}]})
     with pytest.raises(ConversationError) as err:
@@ -37,7 +48,9 @@ def test_bad_lines_name_file_and_line(tmp_path, line, message):
 def test_non_utf8_bytes_name_the_line(tmp_path):
     path = tmp_path / "convs.jsonl"
     good = json.dumps({"messages": [{"role": "prompter", "text": "q"}]}).encode()
-    path.write_bytes(good + b"\n" + '{"messages": [{"role": "prompter", "text": "caf\u00e9"}]}'.encode("latin-1") + b"\n")
+    path.write_bytes(
+        good + b"\n" + '{"messages": [{"role": "prompter", "text": "caf\u00e9"}]}'.encode("latin-1") + b"\n"
+    )
     with pytest.raises(ConversationError, match="convs.jsonl:2: not UTF-8"):
         load_conversations(path)
 

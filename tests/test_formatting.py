@@ -37,7 +37,9 @@ def test_generation_prompt_appends_assistant_marker():
 
 
 def test_generation_prompt_after_a_reply_is_an_error():
-    with pytest.raises(ConversationError, match="add_generation_prompt needs a conversation that ends with the prompter"):
+    with pytest.raises(
+        ConversationError, match="add_generation_prompt needs a conversation that ends with the prompter"
+    ):
         format_conversation(HELLO, add_generation_prompt=True)
 
 
@@ -65,10 +67,16 @@ def test_normalize_returns_role_and_text_only():
         ([{"role": "prompter", "text": " \n\t"}], "message 0: text is empty or whitespace only"),
         ([{"role": "prompter", "text": ""}], "message 0: text is empty or whitespace only"),
         ([HELLO[0], {"role": "system", "text": "s"}], "message 1: system message is not the first message"),
-        ([HELLO[0], HELLO[0]], "message 1: expected role 'assistant' (roles alternate, prompter first), got 'prompter'"),
+        (
+            [HELLO[0], HELLO[0]],
+            "message 1: expected role 'assistant' (roles alternate, prompter first), got 'prompter'",
+        ),
         ([HELLO[1]], "message 0: expected role 'prompter'"),
         ([{"role": "prompter", "text": "\u200b\u200b "}], "message 0: text is empty or whitespace only"),
-        ([HELLO[0], {"role": "assistant", "text": "b\ud800c"}], "message 1: text is not valid Unicode (surrogates not allowed at character 1)"),
+        (
+            [HELLO[0], {"role": "assistant", "text": "b\ud800c"}],
+            "message 1: text is not valid Unicode (surrogates not allowed at character 1)",
+        ),
     ],
 )
 def test_bad_input_raises_naming_conversation_and_message(messages, expected):

@@ -92,8 +92,10 @@ def test_none_reduction_places_losses_at_their_positions(random_batch):
     logits, targets, mask = random_batch
     per_token = MaskedCrossEntropyLoss("none")(logits, targets, mask)
     b, t = mask.nonzero()[0].tolist()
-    assert per_token[b, t].item() == pytest.approx(reference_loss(logits[b:b + 1, t:t + 1], targets[b:b + 1, t:t + 1],
-                                                                  mask[b:b + 1, t:t + 1]), abs=1e-5)
+    assert per_token[b, t].item() == pytest.approx(
+        reference_loss(logits[b : b + 1, t : t + 1], targets[b : b + 1, t : t + 1], mask[b : b + 1, t : t + 1]),
+        abs=1e-5,
+    )
 
 
 def test_lists_are_refused(random_batch):
@@ -133,7 +135,8 @@ def test_equals_gpt_neox_labels_loss_on_the_same_batch(tokenizer, tiny_model, co
 def test_mask_values_other_than_0_and_1_are_refused(random_batch):
     logits, targets, mask = random_batch
     assert MaskedCrossEntropyLoss()(logits, targets, mask.long()).item() == pytest.approx(
-        MaskedCrossEntropyLoss()(logits, targets, mask).item())
+        MaskedCrossEntropyLoss()(logits, targets, mask).item()
+    )
     with pytest.raises(ValueError, match="mask must be bool or hold only 0 and 1"):
         MaskedCrossEntropyLoss()(logits, targets, mask.float() * 0.5)
 

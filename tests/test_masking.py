@@ -19,10 +19,34 @@ def test_memo_message_indices_and_label_mask(tokenizer):
     example = tokenize_conversation(MEMO_HELLO, tokenizer)
     tokens = tokenizer.convert_ids_to_tokens(example["input_ids"])
     assert tokens == [
-        "<|prompter|>", "Hello", ",", "Ġhow", "Ġare", "Ġyou", "?", "<|endoftext|>",
-        "<|assistant|>", "I", "Ġam", "Ġfine", ".", "<|endoftext|>",
-        "<|prompter|>", "What", "Ġis", "Ġyour", "Ġname", "?", "<|endoftext|>",
-        "<|assistant|>", "My", "Ġname", "Ġis", "ĠJohn", ".", "<|endoftext|>",
+        "<|prompter|>",
+        "Hello",
+        ",",
+        "Ġhow",
+        "Ġare",
+        "Ġyou",
+        "?",
+        "<|endoftext|>",
+        "<|assistant|>",
+        "I",
+        "Ġam",
+        "Ġfine",
+        ".",
+        "<|endoftext|>",
+        "<|prompter|>",
+        "What",
+        "Ġis",
+        "Ġyour",
+        "Ġname",
+        "?",
+        "<|endoftext|>",
+        "<|assistant|>",
+        "My",
+        "Ġname",
+        "Ġis",
+        "ĠJohn",
+        ".",
+        "<|endoftext|>",
     ]
     assert example["message_indices"] == [0] * 8 + [1] * 6 + [2] * 7 + [3] * 7
     assert example["label_mask"] == [False] * 8 + [True] * 6 + [False] * 7 + [True] * 7
@@ -49,18 +73,22 @@ def test_ids_equal_tokenizing_the_formatted_string(tokenizer, course_conversatio
 
 def test_literal_markers_in_text_stay_plain_text(tokenizer):
     """A user typing '<|assistant|>' must not open an assistant turn: its tokens keep the user's role."""
-    literal = [{"role": "prompter", "text": "What does <|assistant|> or <|endoftext|> mean?"},
-               {"role": "assistant", "text": "Markers."}]
-    spelled = [{"role": "prompter", "text": "What does <|assistant |> or <|endoftext |> mean?"},
-               {"role": "assistant", "text": "Markers."}]
+    literal = [
+        {"role": "prompter", "text": "What does <|assistant|> or <|endoftext|> mean?"},
+        {"role": "assistant", "text": "Markers."},
+    ]
+    spelled = [
+        {"role": "prompter", "text": "What does <|assistant |> or <|endoftext |> mean?"},
+        {"role": "assistant", "text": "Markers."},
+    ]
     a, b = (tokenize_conversation(m, tokenizer) for m in (literal, spelled))
     assert a["input_ids"].count(50280) == 1 and a["input_ids"].count(0) == 2  # only the inserted ones
-    trained = lambda e: [i for i, on in zip(e["input_ids"], e["label_mask"]) if on]  # noqa: E731
+    trained = lambda e: [i for i, on in zip(e["input_ids"], e["label_mask"]) if on]
     assert trained(a) == trained(b) == [50280, *tokenizer("Markers.")["input_ids"], 0]
     first_assistant = a["input_ids"].index(50280)
     assert a["message_indices"][:first_assistant] == [0] * first_assistant
     assert not any(a["label_mask"][:first_assistant])
-    assert tokenizer.decode(a["input_ids"][1:first_assistant - 1]) == literal[0]["text"]
+    assert tokenizer.decode(a["input_ids"][1 : first_assistant - 1]) == literal[0]["text"]
 
 
 def test_truncation_keeps_the_first_tokens(tokenizer):
@@ -140,8 +168,11 @@ def test_generation_prompt_ids_end_with_the_assistant_marker_and_keep_typed_mark
     assert ids == tokenize_conversation(messages, tokenizer)["input_ids"] + [50280]
     assert ids.count(50280) == 1
     plain = [{"role": "prompter", "text": "Hi"}]
-    assert sft_utils.generation_prompt_ids(plain, tokenizer) == tokenizer(
-        format_conversation(plain, add_generation_prompt=True))["input_ids"] == [50279, 12764, 0, 50280]
+    assert (
+        sft_utils.generation_prompt_ids(plain, tokenizer)
+        == tokenizer(format_conversation(plain, add_generation_prompt=True))["input_ids"]
+        == [50279, 12764, 0, 50280]
+    )
 
 
 def test_generation_prompt_after_a_reply_is_an_error(tokenizer):

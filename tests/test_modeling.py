@@ -101,9 +101,15 @@ def test_a_folder_of_another_architecture_is_refused_before_loading(tmp_path):
         sft_utils.load_model(str(tmp_path / "gpt2"), verbose=False)
 
 
-@pytest.mark.parametrize("name, size", [
-    ("EleutherAI/pythia-1.4b-deduped", "pythia-1.4b"), ("pythia-7m", None), ("pythia-1.2.3b", None),
-    ("gpt2/pythia-70m", None), (None, None),
-])
+@pytest.mark.parametrize(
+    "name, size",
+    [
+        ("EleutherAI/pythia-1.4b-deduped", "pythia-1.4b"),
+        ("pythia-7m", None),
+        ("pythia-1.2.3b", None),
+        ("gpt2/pythia-70m", None),
+        (None, None),
+    ],
+)
 def test_pythia_size(name, size):
     assert sft_utils.modeling.pythia_size(name) == size

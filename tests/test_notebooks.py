@@ -3,8 +3,6 @@
 nbval itself (``pytest --nbval-lax``) re-runs them; these tests check what nbval does not.
 """
 
-from pathlib import Path
-
 import nbformat
 import pytest
 
@@ -35,9 +33,16 @@ def test_problems_catches_what_must_not_be_committed():
     nb = nbformat.v4.new_notebook()
     nb.metadata["widgets"] = {}
     cell = nbformat.v4.new_code_cell("print(1)")
-    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="saved to /home/me/x\n"),
-                    nbformat.v4.new_output("error", ename="ValueError", evalue="", traceback=[])]
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="saved to /home/me/x\n"),
+        nbformat.v4.new_output("error", ename="ValueError", evalue="", traceback=[]),
+    ]
     nb.cells = [cell, nbformat.v4.new_code_cell("x = 1")]
     found = problems(nb)
-    assert found == ["widget state in metadata", "cell 0: not executed", "cell 0: machine path '/home/me/x'",
-                     "cell 0: error output ValueError", "cell 1: not executed"]
+    assert found == [
+        "widget state in metadata",
+        "cell 0: not executed",
+        "cell 0: machine path '/home/me/x'",
+        "cell 0: error output ValueError",
+        "cell 1: not executed",
+    ]

@@ -7,14 +7,18 @@ from sft_utils import AssistantOnlyCollator, CausalLMCollator, shift_for_next_to
 from sft_utils.shifting import labels_from_label_mask
 
 SHORT = [{"role": "prompter", "text": "Hi"}, {"role": "assistant", "text": "Hello!"}]
-LONG = [{"role": "prompter", "text": "Tell me a long story about a cat."},
-        {"role": "assistant", "text": "Once upon a time a cat sat on a warm mat and slept all day long."}]
+LONG = [
+    {"role": "prompter", "text": "Tell me a long story about a cat."},
+    {"role": "assistant", "text": "Once upon a time a cat sat on a warm mat and slept all day long."},
+]
 
 
 def test_shift_on_lists_is_exact():
     example = {"input_ids": [10, 11, 12, 13], "attention_mask": [1, 1, 1, 1], "label_mask": [False, False, True, True]}
     assert shift_for_next_token(example) == {
-        "input_ids": [10, 11, 12], "targets": [11, 12, 13], "label_masks": [False, True, True],
+        "input_ids": [10, 11, 12],
+        "targets": [11, 12, 13],
+        "label_masks": [False, True, True],
         "attention_mask": [1, 1, 1],
     }
 
@@ -28,13 +32,16 @@ def test_shift_on_a_batch_shifts_the_last_axis():
     assert out["label_masks"].tolist() == [[True, True], [False, True]]
 
 
-@pytest.mark.parametrize("example, message", [
-    ({"input_ids": [5], "label_mask": [True]}, "at least 2 tokens"),
-    ({"input_ids": [5, 6]}, "example has no label_mask"),
-    ({"input_ids": [5, 6], "label_mask": [True]}, "must have one shape"),
-    ({"input_ids": [5, 6], "label_mask": [True, True], "attention_mask": [1]}, "must have one shape"),
-    ({"input_ids": [[1, 2, 3], [4, 5, 6]], "label_mask": [[0, 1, 1], [0, 0, 1]]}, "nested lists"),
-])
+@pytest.mark.parametrize(
+    "example, message",
+    [
+        ({"input_ids": [5], "label_mask": [True]}, "at least 2 tokens"),
+        ({"input_ids": [5, 6]}, "example has no label_mask"),
+        ({"input_ids": [5, 6], "label_mask": [True]}, "must have one shape"),
+        ({"input_ids": [5, 6], "label_mask": [True, True], "attention_mask": [1]}, "must have one shape"),
+        ({"input_ids": [[1, 2, 3], [4, 5, 6]], "label_mask": [[0, 1, 1], [0, 0, 1]]}, "nested lists"),
+    ],
+)
 def test_shift_rejects_bad_examples(example, message):
     with pytest.raises(ValueError, match=message):
         shift_for_next_token(example)
@@ -65,7 +72,7 @@ def test_collator_pads_by_length_and_trains_the_short_replys_endoftext(tokenizer
     assert batch["input_ids"][0, n:].tolist() == [1] * (L - 1 - n)  # <|padding|>
     # the short reply's closing <|endoftext|> (its last target) is trained; the padding after it is not
     assert batch["targets"][0, n - 2].item() == 0 and batch["label_masks"][0, n - 2]
-    assert not batch["label_masks"][0, n - 1:].any()
+    assert not batch["label_masks"][0, n - 1 :].any()
     expected = shift_for_next_token(short)
     assert batch["label_masks"][0, : n - 1].tolist() == expected["label_masks"]
     assert batch["targets"][0, : n - 1].tolist() == expected["targets"]

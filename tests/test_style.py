@@ -1,0 +1,21 @@
+"""The package and tests follow one format (ruff, settings in pyproject.toml), so diffs stay about content."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ruff(*args):
+    return subprocess.run([sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_ruff_check_passes():
+    result = ruff("check", "sft_utils", "tests")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_is_applied():
+    result = ruff("format", "--check", "sft_utils", "tests")
+    assert result.returncode == 0, "run `ruff format sft_utils tests`:\n" + result.stdout + result.stderr
