@@ -7,6 +7,11 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 BIN := $(VENV)/bin
+
+# torch first and on its own in venv $(1): otherwise a dependency would pull PyPI's default (CUDA) build.
+# --no-deps: torch's own needs (sympy, filelock, …) come from PyPI with the next install.
+install_torch = $(1)/bin/python -c "import torch" 2>/dev/null || \
+  $(1)/bin/python -m pip install --quiet --no-deps "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 STAMP := $(VENV)/.sft-course-installed
 
 .PHONY: setup course lab test test-transformers4 clean-notebooks
@@ -17,10 +22,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first and on its own: otherwise a dependency would pull PyPI's default (CUDA) build.
-	# --no-deps: torch's own needs (sympy, filelock, …) come from PyPI with the next install.
-	$(BIN)/python -c "import torch" 2>/dev/null || \
-	  $(BIN)/python -m pip install --quiet --no-deps "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(call install_torch,$(VENV))
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt -e ".[lab,dev]"
 	touch $(STAMP)
 
@@ -39,8 +41,7 @@ test: setup
 VENV4 ?= .venv-transformers4
 test-transformers4: setup
 	test -x $(VENV4)/bin/python || $(PYTHON) -m venv $(VENV4)
-	$(VENV4)/bin/python -c "import torch" 2>/dev/null || \
-	  $(VENV4)/bin/python -m pip install --quiet --no-deps "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(call install_torch,$(VENV4))
 	$(VENV4)/bin/python -m pip install --quiet "transformers>=4.46,<5" -e ".[dev]"
 	$(VENV4)/bin/python -m pytest tests
 
