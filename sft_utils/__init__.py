@@ -7,6 +7,8 @@ shifting     step 4  shift_for_next_token, collators          notebook 04
 modeling     step 5  load_model, output_head                  notebook 05
 loss         step 6  MaskedCrossEntropyLoss                   notebook 06
 training             train_step, evaluate                     notebook 07
+truncation           truncation_report, tokenize_conversations notebook 04
+packing              PackedCollator (an option)               notebook 04
 """
 
 from .data import course_data_path, load_conversations, shared_data_dir
@@ -14,6 +16,7 @@ from .formatting import ConversationError, format_conversation, normalize_messag
 from .loss import MaskedCrossEntropyLoss, per_token_nll
 from .masking import generation_prompt_ids, tokenize_conversation
 from .modeling import load_model, output_head, pythia_config
+from .packing import PackedCollator, pack_examples
 from .shifting import (
     IGNORE_INDEX,
     AssistantOnlyCollator,
@@ -22,6 +25,7 @@ from .shifting import (
     shift_for_next_token,
 )
 from .tokenization import ROLE_TOKEN_IDS, ROLE_TOKENS, OfflineAssetsMissing, load_tokenizer
+from .truncation import TruncationReport, tokenize_conversations, truncation_report
 
 __all__ = [
     "IGNORE_INDEX",
@@ -32,6 +36,8 @@ __all__ = [
     "ConversationError",
     "MaskedCrossEntropyLoss",
     "OfflineAssetsMissing",
+    "PackedCollator",
+    "TruncationReport",
     "course_data_path",
     "format_conversation",
     "generation_prompt_ids",
@@ -41,10 +47,13 @@ __all__ = [
     "load_tokenizer",
     "normalize_messages",
     "output_head",
+    "pack_examples",
     "per_token_nll",
     "pythia_config",
     "render_message",
     "shared_data_dir",
     "shift_for_next_token",
     "tokenize_conversation",
+    "tokenize_conversations",
+    "truncation_report",
 ]

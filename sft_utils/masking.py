@@ -41,8 +41,7 @@ def tokenize_conversation(
         messages: list of ``{"role", "text"}`` / ``{"role", "content"}`` dicts (see
             :func:`sft_utils.formatting.normalize_messages`).
         tokenizer: from :func:`sft_utils.load_tokenizer` (needs the role tokens).
-        max_length: keep the first ``max_length`` tokens (right truncation). A warning is issued when
-            this leaves no trained token.
+        max_length: keep the first ``max_length`` tokens (right truncation; the policy is below).
         system: optional system prompt, as in :func:`sft_utils.format_conversation`.
         conversation_id: named in errors and warnings.
 
@@ -53,8 +52,18 @@ def tokenize_conversation(
         ``label_mask`` (bool, True on assistant tokens).
 
     Raises:
-        ConversationError: invalid messages (see ``normalize_messages``).
+        ConversationError: invalid messages (see ``normalize_messages``), or a conversation with no
+            assistant message (nothing to train; a prompt for generation goes to
+            :func:`generation_prompt_ids`).
         ValueError: ``max_length`` not an int >= 1, or a tokenizer without the role tokens.
+
+    Truncation policy (``max_length``): the first ``max_length`` tokens are kept, whatever they are.
+    Whole leading messages survive; the message that straddles the cut keeps its head; later messages
+    are dropped. A cut assistant reply keeps its surviving tokens trained (they are the reply's real
+    text), but loses its closing ``<|endoftext|>``, so it teaches nothing about stopping. When no
+    trained *target* is left (position 0 is never a target), a ``UserWarning`` names the conversation;
+    :func:`sft_utils.truncation.truncation_report` counts such examples over a data set, and
+    :func:`sft_utils.truncation.tokenize_conversations` can drop them.
 
     Pythia's tokenizer normalises text to Unicode NFC first, so decoding the ids gives back the NFC
     form of each text (``"e\u0301"`` comes back as ``"é"``); the mask is unaffected.
@@ -62,19 +71,12 @@ def tokenize_conversation(
     if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
         raise ValueError(f"max_length must be an int >= 1 (tokens), got {max_length!r}")
     normalized = normalize_messages(messages, system=system, conversation_id=conversation_id)
-    marker_ids = {role: _token_id(tokenizer, marker) for role, marker in ROLE_MARKERS.items()}
-    eos_id = _token_id(tokenizer, EOS_TOKEN)
-    # One batched call for all texts; split_special_tokens keeps literal "<|assistant|>" as plain text.
-    texts_ids = tokenizer([m["text"] for m in normalized], add_special_tokens=False, split_special_tokens=True)[
-        "input_ids"
-    ]
-
-    input_ids, message_indices, label_mask = [], [], []
-    for index, (message, text_ids) in enumerate(zip(normalized, texts_ids)):
-        ids = [marker_ids[message["role"]], *text_ids, eos_id]
-        input_ids += ids
-        message_indices += [index] * len(ids)
-        label_mask += [message["role"] == ASSISTANT] * len(ids)
+    if not any(m["role"] == ASSISTANT for m in normalized):
+        raise ConversationError(
+            f"{conversation_name(conversation_id)}: no assistant message, so nothing to train "
+            "(for a prompt to generate from, use generation_prompt_ids)"
+        )
+    input_ids, message_indices, label_mask = _message_ids(normalized, tokenizer)
 
     if max_length is not None and len(input_ids) > max_length:
         input_ids, message_indices, label_mask = (x[:max_length] for x in (input_ids, message_indices, label_mask))
@@ -88,6 +90,24 @@ def tokenize_conversation(
         "message_indices": message_indices,
         "label_mask": label_mask,
     }
+
+
+def _message_ids(normalized: list[dict], tokenizer) -> tuple[list[int], list[int], list[bool]]:
+    """(input_ids, message_indices, label_mask) of validated messages, built message by message."""
+    marker_ids = {role: _token_id(tokenizer, marker) for role, marker in ROLE_MARKERS.items()}
+    eos_id = _token_id(tokenizer, EOS_TOKEN)
+    # One batched call for all texts; split_special_tokens keeps literal "<|assistant|>" as plain text.
+    texts_ids = tokenizer([m["text"] for m in normalized], add_special_tokens=False, split_special_tokens=True)[
+        "input_ids"
+    ]
+
+    input_ids, message_indices, label_mask = [], [], []
+    for index, (message, text_ids) in enumerate(zip(normalized, texts_ids)):
+        ids = [marker_ids[message["role"]], *text_ids, eos_id]
+        input_ids += ids
+        message_indices += [index] * len(ids)
+        label_mask += [message["role"] == ASSISTANT] * len(ids)
+    return input_ids, message_indices, label_mask
 
 
 def generation_prompt_ids(messages, tokenizer, *, system: str | None = None, conversation_id=None) -> list[int]:
@@ -105,7 +125,7 @@ def generation_prompt_ids(messages, tokenizer, *, system: str | None = None, con
             f"{conversation_name(conversation_id)}: a generation prompt must end with the prompter, not the "
             f"{normalized[-1]['role']}"
         )
-    ids = tokenize_conversation(normalized, tokenizer, conversation_id=conversation_id)["input_ids"]
+    ids = _message_ids(normalized, tokenizer)[0]
     return ids + [_token_id(tokenizer, ROLE_MARKERS[ASSISTANT])]
 
 

@@ -14,6 +14,7 @@ end-of-reply token invites code that masks padding *by id* and so hides the real
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from .formatting import EOS_TOKEN, PAD_TOKEN
 from .hub import load_local_hub_or_cache
@@ -27,6 +28,8 @@ ROLE_TOKEN_IDS = {token: PYTHIA_VOCAB_LEN + i for i, token in enumerate(ROLE_TOK
 EOS_TOKEN_ID = 0
 PAD_TOKEN_ID = 1
 DEFAULT_TOKENIZER = "EleutherAI/pythia-70m"
+#: A Jinja chat template for this exact format, with ``{% generation %}`` around each assistant message.
+CHAT_TEMPLATE_PATH = Path(__file__).with_name("chat_template.jinja")
 
 
 class OfflineAssetsMissing(FileNotFoundError):
@@ -71,7 +74,8 @@ def _load_base_tokenizer(name_or_path):
 
 
 def add_role_tokens(tokenizer):
-    """Add :data:`ROLE_TOKENS` as special tokens, in order, and set the pad token to ``<|padding|>``.
+    """Add :data:`ROLE_TOKENS` as special tokens, in order, set the pad token to ``<|padding|>`` and
+    install this format's chat template (``sft_utils/chat_template.jinja``, for ``apply_chat_template``).
 
     Returns the same tokenizer. Raises ValueError when the resulting ids differ from
     :data:`ROLE_TOKEN_IDS` (a tokenizer that is not Pythia's, or one that already holds other added
@@ -79,6 +83,8 @@ def add_role_tokens(tokenizer):
     """
     tokenizer.add_tokens(list(ROLE_TOKENS), special_tokens=True)
     tokenizer.pad_token = PAD_TOKEN
+    # Pythia ships no chat template; ours renders what format_conversation renders (tests check it).
+    tokenizer.chat_template = CHAT_TEMPLATE_PATH.read_text(encoding="utf-8")
     got = {t: tokenizer.convert_tokens_to_ids(t) for t in ROLE_TOKENS}
     got_special = {EOS_TOKEN: tokenizer.convert_tokens_to_ids(EOS_TOKEN), PAD_TOKEN: tokenizer.pad_token_id}
     if got != ROLE_TOKEN_IDS or got_special != {EOS_TOKEN: EOS_TOKEN_ID, PAD_TOKEN: PAD_TOKEN_ID}:
@@ -96,7 +102,9 @@ def load_tokenizer(name_or_path=DEFAULT_TOKENIZER, *, verbose: bool = True):
     Returns:
         A fast tokenizer with ``len(tokenizer) == 50282``, ``<|prompter|>`` = 50279,
         ``<|assistant|>`` = 50280, ``<|system|>`` = 50281, ``eos`` = ``<|endoftext|>`` (0) and
-        ``pad`` = ``<|padding|>`` (1). ``tokenizer.sft_source`` says where it came from.
+        ``pad`` = ``<|padding|>`` (1), and ``tokenizer.chat_template`` set to Open-Assistant's format
+        with ``{% generation %}`` blocks, so ``apply_chat_template(…, return_assistant_tokens_mask=True)``
+        gives ``tokenize_conversation``'s ids and ``label_mask``. ``tokenizer.sft_source`` says where it came from.
 
     Order of sources: a local folder; the hub when reachable (see :func:`sft_utils.hub.hub_is_reachable`);
     the hub cache; the offline copy built by ``python -m sft_utils.assets``.

@@ -41,11 +41,13 @@ def _check_shifted_batch(batch) -> None:
 
 def forward_logits(model, batch: dict) -> torch.Tensor:
     """Logits ``[B, T, vocab_size]`` of a ``"shifted"`` batch (see ``AssistantOnlyCollator``), under
-    :func:`autocast_for` its device. Keys used: ``input_ids``, ``attention_mask`` int64 ``[B, T]``.
-    Raises ValueError for anything but a shifted batch."""
+    :func:`autocast_for` its device. Keys used: ``input_ids``, ``attention_mask`` int64 ``[B, T]``, and
+    ``position_ids`` when present (a packed batch from :class:`sft_utils.packing.PackedCollator`, whose
+    ``attention_mask`` is bool ``[B, 1, T, T]``). Raises ValueError for anything but a shifted batch."""
     _check_shifted_batch(batch)
+    extra = {"position_ids": batch["position_ids"]} if "position_ids" in batch else {}
     with autocast_for(batch["input_ids"].device):
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **extra).logits
 
 
 def masked_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:

@@ -165,7 +165,8 @@ def test_every_shared_conversation_trains_exactly_its_assistant_messages(tokeniz
 def test_generation_prompt_ids_end_with_the_assistant_marker_and_keep_typed_markers_as_text(tokenizer):
     messages = [{"role": "prompter", "text": "Say <|assistant|> please"}]
     ids = sft_utils.generation_prompt_ids(messages, tokenizer)
-    assert ids == tokenize_conversation(messages, tokenizer)["input_ids"] + [50280]
+    text_ids = tokenizer(messages[0]["text"], split_special_tokens=True)["input_ids"]
+    assert ids == [50279, *text_ids, 0, 50280]
     assert ids.count(50280) == 1
     plain = [{"role": "prompter", "text": "Hi"}]
     assert (

@@ -62,7 +62,10 @@ def test_a_labels_batch_or_a_raw_example_is_refused_clearly(tiny_model, tokenize
 
 
 def test_no_trained_token(tokenizer, tiny_model):
-    only_prompt = tokenize_conversation([{"role": "prompter", "text": "Hello there"}], tokenizer)
+    messages = [{"role": "prompter", "text": "Hello there"}, {"role": "assistant", "text": "Hi"}]
+    with pytest.warns(UserWarning, match="left no trained token"):  # the reply is cut off entirely
+        only_prompt = tokenize_conversation(messages, tokenizer, max_length=4)
+    assert only_prompt["label_mask"] == [False] * 4
     batch = AssistantOnlyCollator(tokenizer.pad_token_id)([only_prompt])
     with pytest.raises(ValueError, match="no trained token in the evaluation batches"):
         evaluate(tiny_model, [batch])

@@ -1,0 +1,121 @@
+"""Packing: several tokenized conversations in one row, each attending only to itself (an option).
+
+Introduced in notebook 04_shift ("How masks go wrong"). Padding a batch of short and long
+conversations wastes compute on padding; packing puts them end to end instead. Done naively (just
+concatenating), it trains three wrong things, which this module prevents:
+
+* attention across conversations: a token would see the previous conversation. Here the attention
+  mask is block-diagonal and causal: ``[B, 1, T, T]`` bool, True where query ``i`` may attend to key
+  ``j`` (``j <= i`` and both in one segment). transformers' GPT-NeoX (4.57 and 5.x) accepts such a
+  4D mask as ``attention_mask`` and uses it as is;
+* positions that run on: ``position_ids`` restart at 0 in each segment, as in a separate forward pass;
+* a target across the seam: the last token of one conversation would be trained to predict the first
+  token of the next. Its label mask is False.
+
+With all three, the packed loss (``reduction="sum"``) equals the sum of the separate conversations'
+losses (tests check it against separate forward passes of a GPT-NeoX).
+"""
+
+from __future__ import annotations
+
+import torch
+
+PADDING_SEGMENT = -1  # segment id of the padding after the last conversation of a row
+
+
+def pack_examples(examples: list[dict]) -> dict:
+    """Concatenate tokenized conversations into one unshifted row (flat lists of length sum(T_i)).
+
+    Args:
+        examples: outputs of :func:`sft_utils.tokenize_conversation` (``input_ids``, ``label_mask``).
+
+    Returns:
+        dict with ``input_ids`` (int), ``label_mask`` (bool), ``position_ids`` (int, 0..T_i-1 in each
+        conversation) and ``segment_ids`` (int, the index of the conversation in ``examples``).
+
+    Raises:
+        ValueError: no examples, or one whose ``input_ids`` and ``label_mask`` differ in length.
+    """
+    if not examples:
+        raise ValueError("cannot pack an empty list of examples")
+    row = {"input_ids": [], "label_mask": [], "position_ids": [], "segment_ids": []}
+    for segment, example in enumerate(examples):
+        n = len(example["input_ids"])
+        if len(example["label_mask"]) != n or n == 0:
+            raise ValueError(f"example {segment}: input_ids and label_mask must be non-empty and of one length")
+        row["input_ids"] += list(example["input_ids"])
+        row["label_mask"] += [bool(x) for x in example["label_mask"]]
+        row["position_ids"] += list(range(n))
+        row["segment_ids"] += [segment] * n
+    return row
+
+
+def group_by_length(lengths: list[int], max_length: int) -> list[list[int]]:
+    """Greedy, in order: indices of examples for each packed row of at most ``max_length`` tokens.
+
+    ``[5, 4, 3, 7]`` with ``max_length=9`` -> ``[[0, 1], [2], [3]]`` (a new row when the next example
+    does not fit). Raises ValueError for an example longer than ``max_length`` (truncate it first).
+    """
+    rows, current, used = [], [], 0
+    for index, length in enumerate(lengths):
+        if length > max_length:
+            raise ValueError(f"example {index} has {length} tokens, more than max_length={max_length}; truncate it")
+        if current and used + length > max_length:
+            rows.append(current)
+            current, used = [], 0
+        current.append(index)
+        used += length
+    return rows + [current] if current else rows
+
+
+def block_causal_mask(segment_ids: torch.Tensor) -> torch.Tensor:
+    """``[B, T]`` segment ids -> bool ``[B, 1, T, T]``: True where position i may attend to j (j <= i, one segment)."""
+    T = segment_ids.shape[-1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=segment_ids.device).tril()
+    same = segment_ids[:, :, None] == segment_ids[:, None, :]
+    return (causal & same)[:, None]
+
+
+class PackedCollator:
+    """Packs each list of examples into one row, pads rows on the right, and shifts (memo step 4).
+
+    Args:
+        pad_token_id: id that fills ``input_ids`` and ``targets`` after a row's last conversation.
+
+    ``__call__(rows)``: ``rows`` is a list of lists of examples (one inner list per packed row, e.g.
+    from :func:`group_by_length`). Returns, with B rows and L the longest row (tokens):
+    ``input_ids``, ``targets``, ``position_ids`` int64 ``[B, L-1]``; ``label_masks`` bool ``[B, L-1]``
+    (False on padding and on each seam, where a conversation's last token would predict the next
+    one's first); ``segment_ids`` int64 ``[B, L-1]`` (-1 on padding); ``attention_mask`` bool
+    ``[B, 1, L-1, L-1]`` from :func:`block_causal_mask` (padding attends only to padding, so no
+    softmax row is empty). Pass ``input_ids``, ``attention_mask`` and ``position_ids`` to the model.
+
+    Raises ValueError on no rows or an empty row (and what :func:`pack_examples` raises).
+    """
+
+    def __init__(self, pad_token_id: int = 1):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, rows: list[list[dict]]) -> dict:
+        if not rows:
+            raise ValueError("cannot collate an empty list of rows")
+        packed = [pack_examples(row) for row in rows]
+        L = max(len(p["input_ids"]) for p in packed)
+        fill = {"input_ids": self.pad_token_id, "label_mask": False, "position_ids": 0, "segment_ids": PADDING_SEGMENT}
+        batch = {
+            key: torch.tensor(
+                [p[key] + [value] * (L - len(p[key])) for p in packed],
+                dtype=torch.bool if key == "label_mask" else torch.long,
+            )
+            for key, value in fill.items()
+        }
+        segments = batch["segment_ids"]
+        same_segment = segments[:, 1:] == segments[:, :-1]  # False where target t+1 opens a new conversation
+        return {
+            "input_ids": batch["input_ids"][:, :-1],
+            "targets": batch["input_ids"][:, 1:],
+            "label_masks": batch["label_mask"][:, 1:] & same_segment,
+            "position_ids": batch["position_ids"][:, :-1],
+            "segment_ids": segments[:, :-1],
+            "attention_mask": block_causal_mask(segments[:, :-1]),
+        }
