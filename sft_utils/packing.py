@@ -5,9 +5,11 @@ conversations wastes compute on padding; packing puts them end to end instead. D
 concatenating), it trains three wrong things, which this module prevents:
 
 * attention across conversations: a token would see the previous conversation. Here the attention
-  mask is block-diagonal and causal: ``[B, 1, T, T]`` bool, True where query ``i`` may attend to key
-  ``j`` (``j <= i`` and both in one segment). transformers' GPT-NeoX (4.57 and 5.x) accepts such a
-  4D mask as ``attention_mask`` and uses it as is;
+  mask is block-diagonal and causal (query ``i`` may attend to key ``j`` when ``j <= i`` and both are in
+  one segment), passed as a 4D *additive* float mask ``[B, 1, T, T]``: 0 where allowed, the dtype's
+  minimum elsewhere. transformers' GPT-NeoX (4.57 and 5.x) uses a 4D ``attention_mask`` as it is. A
+  bool 4D mask works with its "sdpa" attention but not with "eager", which adds the mask to the
+  scores (True would add 1): the additive form is right for both (tests check both);
 * positions that run on: ``position_ids`` restart at 0 in each segment, as in a separate forward pass;
 * a target across the seam: the last token of one conversation would be trained to predict the first
   token of the next. Its label mask is False.
@@ -76,25 +78,34 @@ def block_causal_mask(segment_ids: torch.Tensor) -> torch.Tensor:
     return (causal & same)[:, None]
 
 
+def additive_mask(allowed: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A bool mask (True: may attend) -> the additive form the model adds to its attention scores."""
+    return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
 class PackedCollator:
     """Packs each list of examples into one row, pads rows on the right, and shifts (memo step 4).
-
-    Args:
-        pad_token_id: id that fills ``input_ids`` and ``targets`` after a row's last conversation.
 
     ``__call__(rows)``: ``rows`` is a list of lists of examples (one inner list per packed row, e.g.
     from :func:`group_by_length`). Returns, with B rows and L the longest row (tokens):
     ``input_ids``, ``targets``, ``position_ids`` int64 ``[B, L-1]``; ``label_masks`` bool ``[B, L-1]``
     (False on padding and on each seam, where a conversation's last token would predict the next
-    one's first); ``segment_ids`` int64 ``[B, L-1]`` (-1 on padding); ``attention_mask`` bool
-    ``[B, 1, L-1, L-1]`` from :func:`block_causal_mask` (padding attends only to padding, so no
-    softmax row is empty). Pass ``input_ids``, ``attention_mask`` and ``position_ids`` to the model.
+    one's first); ``segment_ids`` int64 ``[B, L-1]`` (-1 on padding); ``attention_mask`` float
+    ``[B, 1, L-1, L-1]`` of ``dtype``, additive: 0 where :func:`block_causal_mask` allows, the dtype's
+    minimum elsewhere (padding attends only to padding, so no softmax row is empty). Pass
+    ``input_ids``, ``attention_mask`` and ``position_ids`` to the model
+    (:func:`sft_utils.training.forward_logits` does).
+
+    Args:
+        pad_token_id: id that fills ``input_ids`` and ``targets`` after a row's last conversation.
+        dtype: of the attention mask; the model's dtype when it runs in bf16/fp16 without autocast.
 
     Raises ValueError on no rows or an empty row (and what :func:`pack_examples` raises).
     """
 
-    def __init__(self, pad_token_id: int = 1):
+    def __init__(self, pad_token_id: int = 1, *, dtype: torch.dtype = torch.float32):
         self.pad_token_id = pad_token_id
+        self.dtype = dtype
 
     def __call__(self, rows: list[list[dict]]) -> dict:
         if not rows:
@@ -117,5 +128,5 @@ class PackedCollator:
             "label_masks": batch["label_mask"][:, 1:] & same_segment,
             "position_ids": batch["position_ids"][:, :-1],
             "segment_ids": segments[:, :-1],
-            "attention_mask": block_causal_mask(segments[:, :-1]),
+            "attention_mask": additive_mask(block_causal_mask(segments[:, :-1]), self.dtype),
         }

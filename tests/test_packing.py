@@ -27,7 +27,10 @@ def test_collator_masks_the_seam_and_pads_a_shorter_row():
     assert batch["label_masks"].tolist() == [[True, True, False, False, True, True], [False, True, True] + [False] * 3]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 2], [0, 1, 2, 3, 0, 0]]
     assert batch["segment_ids"].tolist() == [[0, 0, 0, 1, 1, 1], [0, 0, 0, 0, -1, -1]]
-    assert batch["attention_mask"].shape == (2, 1, 6, 6) and batch["attention_mask"].dtype == torch.bool
+    assert batch["attention_mask"].shape == (2, 1, 6, 6) and batch["attention_mask"].dtype == torch.float32
+    allowed = block_causal_mask(batch["segment_ids"])
+    assert (batch["attention_mask"][allowed] == 0).all()
+    assert (batch["attention_mask"][~allowed] == torch.finfo(torch.float32).min).all()
 
 
 def test_a_seam_is_masked_even_when_the_next_segment_starts_trained():
@@ -66,3 +69,34 @@ def test_group_by_length_is_greedy_in_order():
 def test_bad_rows_are_refused(rows, message):
     with pytest.raises(ValueError, match=message):
         PackedCollator()(rows)
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_each_segment_sees_only_itself_with_either_attention(tokenizer, course_conversations, attention):
+    """The additive 4D mask is read alike by GPT-NeoX's eager and sdpa attention (a bool one is not)."""
+    from transformers import GPTNeoXForCausalLM
+
+    from sft_utils import pythia_config, tokenize_conversation
+
+    config = pythia_config("pythia-14m")
+    config._attn_implementation = attention
+    torch.manual_seed(0)
+    model = GPTNeoXForCausalLM(config).eval()
+    examples = [tokenize_conversation(c["messages"], tokenizer) for c in course_conversations[1:3]]
+    batch = PackedCollator()([examples])
+    with torch.no_grad():
+        packed = model(batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"])
+        second = model(torch.tensor([examples[1]["input_ids"][:-1]]))
+    n = len(examples[0]["input_ids"])
+    torch.testing.assert_close(packed.logits[0, n:], second.logits[0], atol=1e-4, rtol=1e-4)
+
+
+def test_evaluate_takes_a_packed_batch(tokenizer, tiny_model, course_conversations):
+    """forward_logits passes position_ids: evaluating packed rows = evaluating the conversations apart."""
+    from sft_utils import AssistantOnlyCollator, tokenize_conversation
+    from sft_utils.training import evaluate
+
+    examples = [tokenize_conversation(c["messages"], tokenizer) for c in course_conversations[:4]]
+    packed = PackedCollator()([examples[:2], examples[2:]])
+    apart = [AssistantOnlyCollator()([e]) for e in examples]
+    assert evaluate(tiny_model, [packed]) == pytest.approx(evaluate(tiny_model, apart), rel=1e-5)
