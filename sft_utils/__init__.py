@@ -7,7 +7,7 @@ shifting     step 4  shift_for_next_token, collators          notebook 04
 modeling     step 5  load_model, output_head                  notebook 05
 loss         step 6  MaskedCrossEntropyLoss                   notebook 06
 training             train_step, evaluate                     notebook 07
-truncation           truncation_report, tokenize_conversations notebook 04
+truncation           truncation_report                        notebook 04
 packing              PackedCollator (an option)               notebook 04
 """
 
