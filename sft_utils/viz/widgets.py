@@ -20,6 +20,7 @@ from ..masking import tokenize_conversation
 from .chips import shifted_chips, token_chips
 
 VIEW_OPTIONS = [("message index", "message"), ("role", "role"), ("label mask", "label_mask"), ("shifted", "shifted")]
+_WIDE_LABEL = {"description_width": "initial"}  # show "conversation" and "max_length" in full
 TYPED = "typed"  # the picker's value when the conversation comes from the text box
 
 
@@ -101,16 +102,19 @@ class MaskViewer(widgets.VBox):
             options=[*((n, n) for n in names), ("✎ typed below", TYPED)],
             value=selected or names[0],
             description="conversation",
+            style=_WIDE_LABEL,
         )
         self.text = widgets.Textarea(
             placeholder='Type a conversation: JSON [{"role": "prompter", "text": "…"}, …] or one message a line, '
             "prompter first",
             layout=widgets.Layout(width="100%", height="4em"),
         )
-        self.view = widgets.ToggleButtons(options=views, value=view, description="view")
-        self.max_length = widgets.IntSlider(min=1, max=2, value=2, description="max_length")
+        self.view = widgets.ToggleButtons(options=views, value=view, description="view", style=_WIDE_LABEL)
+        self.max_length = widgets.IntSlider(
+            min=1, max=2, value=2, description="max_length", style=_WIDE_LABEL, layout=widgets.Layout(width="60%")
+        )
         self.html = widgets.HTML()
-        super().__init__([widgets.HBox([self.picker, self.view]), self.text, self.max_length, self.html])
+        super().__init__([self.picker, self.view, self.text, self.max_length, self.html])
 
         self._messages, self._example, self._error = None, None, ""
         self.picker.observe(self._on_conversation, names="value")
