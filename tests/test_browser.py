@@ -23,6 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from sft_utils import tokenize_conversation
+from sft_utils.viz import parse_typed_conversation
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "build" / "artifacts"
 CHROMIUM = os.environ.get("SFT_CHROMIUM", "/usr/bin/chromium")
@@ -130,7 +133,7 @@ def _counts(viewer) -> str:
     return viewer.locator(".sft-chips-counts").inner_text()
 
 
-def test_viewer_in_jupyterlab(lab):
+def test_viewer_in_jupyterlab(lab, tokenizer):
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -187,6 +190,20 @@ def test_viewer_in_jupyterlab(lab):
             page.keyboard.press("Enter")
             expect(viewer.locator(".sft-chips-warning")).to_contain_text("max_length=21 leaves no trained token")
             assert _counts(viewer).startswith("21 tokens · 0 trained (0%)")
+
+            # The view buttons: by role, assistant chips turn the role colour.
+            viewer.locator("button.widget-toggle-button", has_text="role").click()
+            expect(viewer.locator(".sft-chips[data-view='role']")).to_have_count(1)
+            assistant = viewer.locator(".chip.role-assistant")
+            assert assistant.count() == RIDDLE_TRAINED
+            assert assistant.first.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(187, 247, 208)"
+
+            # A typed conversation (one message a line) replaces the picked one, with a fresh max_length.
+            viewer.locator("textarea").fill("Hi there\nHello! How can I help?")
+            typed = tokenize_conversation(parse_typed_conversation("Hi there\nHello! How can I help?"), tokenizer)
+            n, trained = len(typed["input_ids"]), sum(typed["label_mask"])
+            expect(chips).to_have_count(n)
+            assert _counts(viewer) == f"{n} tokens · {trained} trained ({trained / n:.0%}) · 0 padding"
         except BaseException:
             page.screenshot(path=str(ARTIFACTS / "failure.png"))  # what the browser showed when it failed
             raise

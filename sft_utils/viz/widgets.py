@@ -109,7 +109,9 @@ class MaskViewer(widgets.VBox):
             "prompter first",
             layout=widgets.Layout(width="100%", height="4em"),
         )
-        self.view = widgets.ToggleButtons(options=views, value=view, description="view", style=_WIDE_LABEL)
+        self.view = widgets.ToggleButtons(
+            options=views, value=view, description="view", style={**_WIDE_LABEL, "button_width": "auto"}
+        )
         self.max_length = widgets.IntSlider(
             min=1, max=2, value=2, description="max_length", style=_WIDE_LABEL, layout=widgets.Layout(width="60%")
         )
