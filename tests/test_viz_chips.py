@@ -165,3 +165,15 @@ def test_typed_markers_are_escaped_text(tokenizer, course_conversations):
 
 def test_counts_text_without_real_tokens():
     assert counts_text([False, False], [0, 0]) == "0 tokens · 0 trained (–) · 2 padding"
+
+
+def test_real_conversations_one_chip_per_token_with_its_mask(tokenizer, shared_conversations):
+    """100 real Open-Assistant conversations (nine languages): the chips' text and classes follow the ids and mask."""
+    for c in shared_conversations:
+        example = tokenize_conversation(c["messages"], tokenizer, conversation_id=c["id"])
+        out = token_chips(example, tokenizer, view="message")
+        classes = chips(out)
+        assert len(classes) == len(example["input_ids"]), c["id"]
+        assert [chip[1] for chip in classes] == [f"mask-{int(m)}" for m in example["label_mask"]], c["id"]
+        texts = [html.unescape(t) for t in re.findall(r'<span class="chip[^>]*>([^<]*)</span>', out)]
+        assert texts == token_strings(tokenizer, example["input_ids"]), c["id"]
