@@ -164,8 +164,9 @@ class MaskViewer(widgets.VBox):
             from ..loss import MaskedCrossEntropyLoss
             from ..shifting import shift_for_next_token
 
-            ids = torch.tensor([self._example["input_ids"]])
-            batch = shift_for_next_token({"input_ids": ids, "label_mask": torch.tensor([self._example["label_mask"]])})
+            device = next(self.model.parameters()).device  # the model may sit on a GPU
+            example = {k: torch.tensor([self._example[k]], device=device) for k in ("input_ids", "label_mask")}
+            batch = shift_for_next_token(example)
             with torch.no_grad():
                 logits = self.model(input_ids=batch["input_ids"]).logits
             loss = MaskedCrossEntropyLoss(reduction="none")(logits, batch["targets"], batch["label_masks"])
