@@ -90,17 +90,23 @@ def test_max_length_strikes_removed_tokens_and_counts_what_is_kept(hello, tokeni
     assert "max_length=8 leaves no trained token" in out
 
 
-def test_padding_from_a_batch_row(hello, tokenizer, course_conversations):
-    capital = tokenize_conversation(course_conversations[2]["messages"], tokenizer)
-    padded = AssistantOnlyCollator(tokenizer.pad_token_id).pad([hello, capital])
+def test_padding_from_a_batch_row(hello, tokenizer):
+    short = [{"role": "prompter", "text": "Hi"}, {"role": "assistant", "text": "Hello!"}]
+    short_example = tokenize_conversation(short, tokenizer)
+    padded = AssistantOnlyCollator(tokenizer.pad_token_id).pad([hello, short_example])
     row = {k: padded[k][1] for k in ("input_ids", "label_mask", "attention_mask")}
-    n = len(capital["input_ids"])
+    n = len(short_example["input_ids"])
     out = token_chips(row, tokenizer)
     classes = chips(out)
     assert len(classes) == 28 and sum("pad" in c for c in classes) == 28 - n
+    shifted = shifted_chips(row, tokenizer)
+    assert sum("pad" in c for c in chips(shifted, "chip input")) == 27 - n  # inputs are positions 0..26: n..26 padding
+    assert (
+        sum("pad" in c for c in chips(shifted, "chip target")) == 28 - n
+    )  # targets are positions 1..27: n..27 padding
     assert (
         counts(out)
-        == f"{n} tokens · {sum(capital['label_mask'])} trained ({sum(capital['label_mask']) / n:.0%}) · {28 - n} padding"
+        == f"{n} tokens · {sum(short_example['label_mask'])} trained ({sum(short_example['label_mask']) / n:.0%}) · {28 - n} padding"
     )
 
 

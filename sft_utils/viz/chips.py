@@ -285,7 +285,13 @@ def shifted_chips(
         )
         if losses is not None and trained and real:
             tooltip += f" · CE {losses[t]:.2f} nats"
-        input_chip = _span("chip input", input_strings[t], f"position {t} · input id {inputs[t]}", "background:#f9fafb")
+        input_real = ex["attention_mask"][t]
+        input_chip = _span(
+            "chip input" if input_real else "chip input pad",
+            input_strings[t],
+            f"position {t} · input id {inputs[t]}" + ("" if input_real else " · padding"),
+            "background:#f9fafb" if input_real else PAD_STYLE,
+        )
         target_chip = _span(" ".join(target_classes), target_strings[t], tooltip, style)
         columns.append(f'<span class="{column_classes}" style="{column_style}">{input_chip}{target_chip}</span>')
     labels = (
