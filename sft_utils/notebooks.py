@@ -4,7 +4,8 @@
     python -m sft_utils.notebooks --inplace       # maintainers: re-execute and clean the committed ones
     python -m sft_utils.notebooks --check         # only check the committed notebooks (no execution)
 
-Clean means: no widget state (tqdm's bars are widgets), no widget views in outputs, no error outputs,
+Clean means: no widget state (tqdm's bars are widgets), no widget views in outputs (a widget's static
+``text/html`` beside its view is kept, so the viewer of notebook 03 still shows its chips), no error outputs,
 no machine paths, every code cell executed. nbval then replays them in CI.
 """
 
@@ -37,7 +38,10 @@ def clean(nb) -> None:
         for output in cell.outputs:
             data = output.get("data", {})
             if WIDGET_MIME in data:
-                continue  # a progress bar's view: nothing to show without the live kernel
+                data.pop(WIDGET_MIME)  # the view needs the live kernel's widget state
+                if set(data) <= {"text/plain"}:
+                    continue  # a progress bar's view: its plain text alone says nothing
+                # A widget with a static rendering beside its view (MaskViewer's text/html) keeps it.
             kept.append(output)
         cell.outputs = kept
 

@@ -1,5 +1,24 @@
-"""Ways to look at tokens and masks. Text tables now; widgets and figures join later."""
+"""Ways to look at tokens and masks: text tables, HTML chips, an interactive viewer, a batch heatmap.
 
+text      aligned_table, token_strings          notebook 03 (plain text, compared by nbval)
+chips     token_chips, shifted_chips            notebooks 03, 04, 06 (static HTML)
+widgets   MaskViewer                            notebooks 03, 04, 06 (ipywidgets; static HTML fallback)
+heatmap   mask_heatmap                          notebook 03 (matplotlib)
+"""
+
+from .chips import counts_text, shifted_chips, token_chips
+from .heatmap import mask_heatmap, mask_states
 from .text import aligned_table, token_strings
+from .widgets import MaskViewer, parse_typed_conversation
 
-__all__ = ["aligned_table", "token_strings"]
+__all__ = [
+    "MaskViewer",
+    "aligned_table",
+    "counts_text",
+    "mask_heatmap",
+    "mask_states",
+    "parse_typed_conversation",
+    "shifted_chips",
+    "token_chips",
+    "token_strings",
+]

@@ -1,0 +1,325 @@
+"""Token chips: every token of a conversation drawn as a small coloured box, as static HTML.
+
+Introduced in notebook 03_mask (views by message, role and label mask, and truncation by ``max_length``);
+used again in 04_shift (the shifted view: input above target) and 06_masked_loss (the per-token loss
+overlay). The interactive viewer (:mod:`sft_utils.viz.widgets`) shows exactly these strings, so a notebook
+saved with them reads the same on GitHub and in nbconvert output, where no widget frontend runs.
+
+Colours are inline ``style`` attributes, so they survive renderers that drop ``<style>`` blocks; the
+classes (``chip``, ``mask-1``, ``role-assistant``, ``msg-3``, ``pad``, ``removed``, ``hatched``) name
+what each chip is, for tests and for readers of the HTML. Whitespace is made visible by
+:func:`sft_utils.viz.text.token_strings` (space ␣, newline ↵, tab ⇥); a newline token also breaks the
+line, so the chips keep the text's shape.
+"""
+
+from __future__ import annotations
+
+import html
+
+from ..formatting import ROLE_MARKERS
+from ..shifting import shift_for_next_token
+from .text import token_strings
+
+VIEWS = ("message", "role", "label_mask")
+# Light colours, so that dark text stays readable on every chip.
+MESSAGE_COLORS = ("#fde68a", "#bfdbfe", "#fbcfe8", "#bbf7d0", "#fed7aa", "#ddd6fe", "#a5f3fc", "#e5e7eb")
+ROLE_COLORS = {"system": "#ddd6fe", "prompter": "#bfdbfe", "assistant": "#bbf7d0"}
+MASK_COLORS = {True: "#4ade80", False: "#e5e7eb"}
+PAD_STYLE = "background:#ffffff;border:1px dashed #9ca3af;color:#9ca3af"
+HATCH_STYLE = "background:repeating-linear-gradient(45deg,#f3f4f6 0 3px,#d1d5db 3px 5px);color:#6b7280"
+REMOVED_STYLE = "opacity:0.35;text-decoration:line-through"
+LOSS_RGB = (220, 38, 38)  # red; the alpha channel carries the loss
+
+# Short, because it is repeated on every chip (inline: GitHub drops <style> blocks, keeps style attributes).
+_CHIP = "display:inline-block;margin:1px;padding:0 3px;border-radius:3px;font:12px/18px monospace;white-space:pre;color:#111"
+_COLUMN = "display:inline-flex;flex-direction:column;vertical-align:top;margin-right:1px"
+
+
+def _as_list(values) -> list:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+def _span(classes: str, text: str, tooltip: str, style: str) -> str:
+    return (
+        f'<span class="{classes}" title="{html.escape(tooltip, quote=True)}" style="{_CHIP};{style}">'
+        f"{html.escape(text)}</span>"
+    )
+
+
+def _roles_of_messages(tokenizer, input_ids: list, message_indices: list) -> dict:
+    """Message index -> role, read off the role marker that opens each message (as tokenize_conversation builds it)."""
+    marker_roles = {tokenizer.convert_tokens_to_ids(marker): role for role, marker in ROLE_MARKERS.items()}
+    roles = {}
+    for token_id, index in zip(input_ids, message_indices):
+        roles.setdefault(index, marker_roles.get(token_id, "?"))
+    return roles
+
+
+def _wrap(view: str, title: str | None, body: str, legend: list[tuple[str, str]], counts: str, warning: str) -> str:
+    parts = [f'<div class="sft-chips" data-view="{view}" style="margin:4px 0">']
+    if title:
+        parts.append(
+            f'<div class="sft-chips-title" style="font-weight:bold;margin-bottom:2px">{html.escape(title)}</div>'
+        )
+    parts.append(f'<div class="sft-chips-tokens" style="line-height:22px">{body}</div>')
+    items = "".join(
+        f'<span class="legend-chip" style="{_CHIP};{style}">{html.escape(label)}</span> ' for label, style in legend
+    )
+    parts.append(f'<div class="sft-chips-legend" style="margin-top:4px;font-size:12px">legend: {items}</div>')
+    parts.append(
+        f'<div class="sft-chips-counts" style="font-family:monospace;font-size:12px">{html.escape(counts)}</div>'
+    )
+    if warning:
+        parts.append(
+            f'<div class="sft-chips-warning" style="color:#b91c1c;font-weight:bold">⚠ {html.escape(warning)}</div>'
+        )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def counts_text(label_mask, attention_mask=None, *, unit: str = "tokens", removed: int = 0, max_length=None) -> str:
+    """The line under every view: ``"28 tokens · 12 trained (43%) · 0 padding"``.
+
+    Args:
+        label_mask: bool or 0/1 per position (length T), after truncation.
+        attention_mask: 0/1 per position, 0 on padding (default: no padding).
+        unit: what a position is, ``"tokens"`` or ``"targets"`` (shifted).
+        removed: how many positions ``max_length`` cut off; appended when > 0.
+    Percentages are of the positions that are not padding.
+    """
+    label_mask = [bool(m) for m in _as_list(label_mask)]
+    attention = [1] * len(label_mask) if attention_mask is None else [int(a) for a in _as_list(attention_mask)]
+    real = sum(attention)
+    trained = sum(m for m, a in zip(label_mask, attention) if a)
+    share = f"{trained / real:.0%}" if real else "–"
+    text = f"{real} {unit} · {trained} trained ({share}) · {len(label_mask) - real} padding"
+    if removed:
+        text += f" · {removed} removed by max_length={max_length}"
+    return text
+
+
+def _check_example(example, keys=("input_ids", "label_mask")) -> dict:
+    missing = [k for k in keys if k not in example]
+    if missing:
+        raise ValueError(f"example has no {' or '.join(missing)}; expected the output of tokenize_conversation")
+    out = {
+        k: _as_list(v)
+        for k, v in example.items()
+        if k in ("input_ids", "label_mask", "attention_mask", "message_indices")
+    }
+    lengths = {k: len(v) for k, v in out.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"example's sequences differ in length: {lengths}")
+    out.setdefault("attention_mask", [1] * lengths["input_ids"])
+    return out
+
+
+def _check_max_length(max_length, length: int) -> int:
+    if max_length is None:
+        return length
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise ValueError(f"max_length must be an int >= 1 (tokens), got {max_length!r}")
+    return min(max_length, length)
+
+
+def _no_target_warning(label_mask: list, keep: int, max_length) -> str:
+    # Position 0 is never a target after the shift, as in tokenize_conversation's own warning.
+    if not any(label_mask[1:keep]):
+        return f"max_length={max_length} leaves no trained token: this example adds nothing to the loss"
+    return ""
+
+
+def token_chips(example, tokenizer, *, view: str = "label_mask", max_length: int | None = None, title=None) -> str:
+    """One chip per token, coloured by ``view``; a legend and the counts line under it. Returns HTML (str).
+
+    Args:
+        example: ``input_ids``, ``label_mask`` and (for the message and role views, and tooltips)
+            ``message_indices`` of one conversation, length T, from :func:`sft_utils.tokenize_conversation`;
+            an ``attention_mask`` with 0s (a padded batch row) draws those positions as padding. Lists or
+            1-d tensors.
+        tokenizer: the tokenizer that made the ids (to decode each token and find the role markers).
+        view: ``"message"`` (one colour per message index), ``"role"`` (system, prompter, assistant) or
+            ``"label_mask"`` (trained green, not trained grey).
+        max_length: show truncation: tokens at positions >= max_length are struck through (class
+            ``removed``) and the counts are those of the kept tokens; a warning appears when no trained
+            target is left.
+        title: a line above the chips.
+
+    Every chip has ``class="chip mask-0|1 msg-i role-r"`` (plus ``pad`` / ``removed``) and a tooltip with
+    its position, id, string, message index and role, and mask value.
+
+    Raises ValueError on an unknown view, a missing key, sequences of different lengths, a bad
+    ``max_length``, or the message/role view without ``message_indices``.
+    """
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+    ex = _check_example(example)
+    if view != "label_mask" and "message_indices" not in ex:
+        raise ValueError(f"view {view!r} needs the example's message_indices")
+    ids, mask, attention = ex["input_ids"], ex["label_mask"], ex["attention_mask"]
+    indices = ex.get("message_indices", [None] * len(ids))
+    keep = _check_max_length(max_length, len(ids))
+    roles = _roles_of_messages(tokenizer, ids, indices)
+    chips = []
+    for t, (token_id, text, index, trained, real) in enumerate(
+        zip(ids, token_strings(tokenizer, ids), indices, mask, attention)
+    ):
+        role = roles.get(index, "?")
+        classes = ["chip", f"mask-{int(bool(trained))}"]
+        if index is not None:
+            classes += [f"msg-{index}", f"role-{role}"]
+        if not real:
+            classes.append("pad")
+            style = PAD_STYLE
+        elif view == "message":
+            style = f"background:{MESSAGE_COLORS[index % len(MESSAGE_COLORS)]}"
+        elif view == "role":
+            style = f"background:{ROLE_COLORS.get(role, '#ffffff')}"
+        else:
+            style = f"background:{MASK_COLORS[bool(trained)]}"
+        if t >= keep:
+            classes.append("removed")
+            style += ";" + REMOVED_STYLE
+        where = f"message {index} ({role})" if index is not None else "no message index"
+        tooltip = f"position {t} · id {token_id} · {text} · {where} · label_mask {int(bool(trained))}"
+        if not real:
+            tooltip += " · padding"
+        chips.append(_span(" ".join(classes), text, tooltip, style))
+        if "↵" in text:
+            chips.append("<br>")  # keep the text's lines
+    if view == "message":
+        shown = sorted({i for i in indices[:keep]})
+        legend = [(f"message {i} ({roles[i]})", f"background:{MESSAGE_COLORS[i % len(MESSAGE_COLORS)]}") for i in shown]
+    elif view == "role":
+        legend = [(r, f"background:{c}") for r, c in ROLE_COLORS.items() if r in set(roles.values())]
+    else:
+        legend = [
+            ("trained (label_mask 1)", f"background:{MASK_COLORS[True]}"),
+            ("not trained", f"background:{MASK_COLORS[False]}"),
+        ]
+    if not all(attention):
+        legend.append(("padding", PAD_STYLE))
+    if keep < len(ids):
+        legend.append(("removed by max_length", f"background:{MASK_COLORS[False]};{REMOVED_STYLE}"))
+    counts = counts_text(mask[:keep], attention[:keep], removed=len(ids) - keep, max_length=max_length)
+    warning = _no_target_warning(mask, keep, max_length) if keep < len(ids) else ""
+    return _wrap(view, title, "".join(chips), legend, counts, warning)
+
+
+def loss_color(value: float, vmax: float) -> str:
+    """Background of a trained target with loss ``value`` (nats): red with alpha = value / vmax, clipped to [0, 1]."""
+    alpha = 0.0 if vmax <= 0 else min(max(value / vmax, 0.0), 1.0)
+    r, g, b = LOSS_RGB
+    return f"background:rgba({r},{g},{b},{alpha:.2f})"
+
+
+def shifted_chips(
+    example,
+    tokenizer,
+    *,
+    max_length: int | None = None,
+    token_loss=None,
+    vmax: float | None = None,
+    title=None,
+) -> str:
+    """Memo step 4 drawn: two aligned rows, each input token above its target. Returns HTML (str).
+
+    Args:
+        example: one *unshifted* example (``input_ids``, ``label_mask``, optionally ``message_indices`` and
+            ``attention_mask``), length T; it is shifted here with :func:`sft_utils.shift_for_next_token`.
+        tokenizer: the tokenizer that made the ids.
+        max_length: show truncation (columns past the kept tokens are struck through, class ``removed``).
+        token_loss: optional per-target loss in nats, length T-1 (e.g. a row of
+            ``MaskedCrossEntropyLoss(reduction="none")`` or of ``per_token_nll``). When given, each trained
+            target is red with intensity loss / ``vmax`` (the loss overlay of notebook 06) and untrained
+            targets are hatched; otherwise trained targets are green and untrained ones greyed.
+        vmax: loss mapped to full red (default: the largest loss among the kept trained targets).
+        title: a line above the chips.
+
+    Columns have ``class="col"``; input chips ``chip input``; target chips ``chip target mask-0|1`` (plus
+    ``hatched`` untrained under a loss, ``pad``, ``removed``). Tooltips give the position, both tokens,
+    the target id, its message, ``label_masks`` and the loss.
+
+    Raises ValueError as :func:`token_chips`, on fewer than 2 tokens, or on a ``token_loss`` that is not of
+    length T-1.
+    """
+    ex = _check_example(example)
+    shifted = shift_for_next_token(ex)
+    inputs, targets, target_mask = shifted["input_ids"], shifted["targets"], shifted["label_masks"]
+    n = len(targets)
+    target_real = ex["attention_mask"][1:]
+    indices = ex.get("message_indices", [None] * (n + 1))[1:]
+    roles = _roles_of_messages(tokenizer, ex["input_ids"], ex.get("message_indices", [None] * (n + 1)))
+    keep = _check_max_length(max_length, n + 1) - 1  # L kept tokens give L-1 targets
+    losses = None
+    if token_loss is not None:
+        losses = [float(x) for x in _as_list(token_loss)]
+        if len(losses) != n:
+            raise ValueError(f"token_loss has {len(losses)} values, expected one per target ({n} = T-1)")
+        if vmax is None:
+            trained_losses = [v for v, m, a in zip(losses[:keep], target_mask, target_real) if m and a]
+            vmax = max(trained_losses, default=0.0)
+    input_strings, target_strings = token_strings(tokenizer, inputs), token_strings(tokenizer, targets)
+    columns = []
+    for t in range(n):
+        trained, real, index = bool(target_mask[t]), target_real[t], indices[t]
+        role = roles.get(index, "?")
+        target_classes = ["chip", "target", f"mask-{int(trained)}"]
+        if not real:
+            target_classes.append("pad")
+            style = PAD_STYLE
+        elif losses is not None and not trained:
+            target_classes.append("hatched")
+            style = HATCH_STYLE
+        elif losses is not None:
+            target_classes.append("loss")
+            style = loss_color(losses[t], vmax)
+        else:
+            style = f"background:{MASK_COLORS[trained]}" + ("" if trained else ";color:#9ca3af")
+        column_style = _COLUMN + (";" + REMOVED_STYLE if t >= keep else "")
+        column_classes = "col removed" if t >= keep else "col"
+        where = f"message {index} ({role})" if index is not None else "no message index"
+        tooltip = (
+            f"position {t} · input {input_strings[t]} → target {target_strings[t]} · target id {targets[t]} · "
+            f"{where} · label_masks {int(trained)}"
+        )
+        if losses is not None and trained and real:
+            tooltip += f" · CE {losses[t]:.2f} nats"
+        input_real = ex["attention_mask"][t]
+        input_chip = _span(
+            "chip input" if input_real else "chip input pad",
+            input_strings[t],
+            f"position {t} · input id {inputs[t]}" + ("" if input_real else " · padding"),
+            "background:#f9fafb" if input_real else PAD_STYLE,
+        )
+        target_chip = _span(" ".join(target_classes), target_strings[t], tooltip, style)
+        columns.append(f'<span class="{column_classes}" style="{column_style}">{input_chip}{target_chip}</span>')
+    labels = (
+        f'<span class="row-labels" style="{_COLUMN};font-size:11px;color:#6b7280;text-align:right">'
+        '<span style="line-height:22px">input</span><span style="line-height:22px">target</span></span>'
+    )
+    if losses is None:
+        legend = [
+            ("trained target (label_masks 1)", f"background:{MASK_COLORS[True]}"),
+            ("not trained", f"background:{MASK_COLORS[False]};color:#9ca3af"),
+        ]
+    else:
+        legend = [
+            ("CE 0 nats", loss_color(0.0, 1.0)),
+            (f"CE {vmax / 2:.1f}", loss_color(0.5, 1.0)),
+            (f"CE {vmax:.1f} nats", loss_color(1.0, 1.0)),
+            ("not trained", HATCH_STYLE),
+        ]
+    if not all(target_real):
+        legend.append(("padding", PAD_STYLE))
+    if keep < n:
+        legend.append(("removed by max_length", f"background:{MASK_COLORS[False]};{REMOVED_STYLE}"))
+    counts = counts_text(
+        target_mask[:keep], target_real[:keep], unit="targets", removed=n - keep, max_length=max_length
+    )
+    if losses is not None:
+        kept = [v for v, m, a in zip(losses[:keep], target_mask, target_real) if m and a]
+        counts += f" · mean CE {sum(kept) / len(kept):.3f} nats" if kept else " · no trained target"
+    warning = _no_target_warning(ex["label_mask"], keep + 1, max_length) if keep < n else ""
+    view = "shifted" if losses is None else "loss"
+    return _wrap(view, title, labels + "".join(columns), legend, counts, warning)

@@ -1,0 +1,198 @@
+"""The interactive token-mask viewer: pick a conversation, a view and a ``max_length``; see the chips.
+
+Introduced in notebook 03_mask; used again in 04_shift and 06_masked_loss. Built on core ``ipywidgets``
+only (Dropdown, Textarea, ToggleButtons, IntSlider, HTML), so it runs in JupyterLab, Notebook 7, VS Code
+and Colab without extensions. What it draws is the static HTML of :mod:`sft_utils.viz.chips`; its
+``_repr_mimebundle_`` offers that HTML beside the widget view, so a saved notebook (whose widget state is
+stripped by :mod:`sft_utils.notebooks`) still shows the chips on GitHub and in nbconvert output.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+import ipywidgets as widgets
+
+from ..data import course_data_path, load_conversations
+from ..formatting import ASSISTANT, PROMPTER, ConversationError, normalize_messages
+from ..masking import tokenize_conversation
+from .chips import shifted_chips, token_chips
+
+VIEW_OPTIONS = [("message index", "message"), ("role", "role"), ("label mask", "label_mask"), ("shifted", "shifted")]
+_WIDE_LABEL = {"description_width": "initial"}  # show "conversation" and "max_length" in full
+TYPED = "typed"  # the picker's value when the conversation comes from the text box
+
+
+def parse_typed_conversation(text: str) -> list[dict]:
+    """A conversation typed into the viewer's text box -> normalised messages.
+
+    Two forms: JSON (a list of ``{"role", "text"|"content"}`` messages, or an object with a ``messages``
+    list, as one line of ``data/conversations.jsonl``); or plain lines, one message a line, alternating
+    prompter, assistant, prompter, … (blank lines are skipped; write ``\\n`` for a newline inside a message).
+
+    Raises ConversationError (naming the typed conversation) on empty text, invalid JSON or invalid messages.
+    """
+    text = text.strip()
+    if not text:
+        raise ConversationError("typed conversation: the text box is empty")
+    if text[0] in "[{":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConversationError(f"typed conversation: not valid JSON ({e.msg}, line {e.lineno})") from None
+        messages = data.get("messages") if isinstance(data, dict) else data
+    else:
+        lines = [line.strip().replace("\\n", "\n") for line in text.splitlines() if line.strip()]
+        messages = [{"role": (PROMPTER, ASSISTANT)[i % 2], "text": line} for i, line in enumerate(lines)]
+    return normalize_messages(messages, conversation_id="typed")
+
+
+def _named(conversations) -> list[tuple[str, list]]:
+    """(name, messages) pairs from loaded conversations (dicts with ``messages``) or bare message lists."""
+    named = []
+    for i, c in enumerate(conversations):
+        if isinstance(c, dict) and "messages" in c:
+            named.append((str(c.get("id", f"conversation {i}")), c["messages"]))
+        else:
+            named.append((f"conversation {i}", c))
+    return named
+
+
+class MaskViewer(widgets.VBox):
+    """Token chips of one conversation with controls: picker, text box, view, ``max_length``.
+
+    Args:
+        conversations: dicts with ``messages`` (and ``id``), as :func:`sft_utils.load_conversations`
+            returns, or bare message lists; default: this course's ``data/conversations.jsonl``.
+        tokenizer: from :func:`sft_utils.load_tokenizer` (default: loaded here).
+        model: optional causal LM; adds the ``loss`` view, the per-token cross-entropy of each target
+            (``MaskedCrossEntropyLoss(reduction="none")``, nats) drawn as red intensity.
+        selected: the name of the conversation shown first (default: the first).
+        view: ``"message"``, ``"role"``, ``"label_mask"``, ``"shifted"`` or ``"loss"``.
+
+    Controls (public attributes, set ``.value`` to drive them from code): ``picker`` (Dropdown of names,
+    plus ``"typed"``), ``text`` (Textarea: JSON or alternating lines; typing switches the picker to it),
+    ``view`` (ToggleButtons), ``max_length`` (IntSlider, 1 … number of tokens), ``html`` (HTML widget
+    holding :meth:`to_html`).
+
+    Raises ValueError on an empty list of conversations or an unknown ``selected`` / ``view``.
+    """
+
+    def __init__(self, conversations=None, tokenizer=None, *, model=None, selected=None, view="label_mask"):
+        if tokenizer is None:
+            from ..tokenization import load_tokenizer
+
+            tokenizer = load_tokenizer(verbose=False)
+        if conversations is None:
+            conversations = load_conversations(course_data_path())
+        self.conversations = dict(_named(conversations))
+        if not self.conversations:
+            raise ValueError("MaskViewer needs at least one conversation")
+        names = list(self.conversations)
+        if selected is not None and selected not in self.conversations:
+            raise ValueError(f"no conversation named {selected!r}; choose one of {names}")
+        views = VIEW_OPTIONS + ([("loss", "loss")] if model is not None else [])
+        if view not in [v for _, v in views]:
+            raise ValueError(f"view must be one of {[v for _, v in views]}, got {view!r}")
+        self.tokenizer, self.model = tokenizer, model
+        self._losses = {}  # conversation key -> per-target loss, computed once
+
+        self.picker = widgets.Dropdown(
+            options=[*((n, n) for n in names), ("✎ typed below", TYPED)],
+            value=selected or names[0],
+            description="conversation",
+            style=_WIDE_LABEL,
+        )
+        self.text = widgets.Textarea(
+            placeholder='Type a conversation: JSON [{"role": "prompter", "text": "…"}, …] or one message a line, '
+            "prompter first",
+            layout=widgets.Layout(width="100%", height="4em"),
+        )
+        self.view = widgets.ToggleButtons(
+            options=views, value=view, description="view", style={**_WIDE_LABEL, "button_width": "auto"}
+        )
+        self.max_length = widgets.IntSlider(
+            min=1, max=2, value=2, description="max_length", style=_WIDE_LABEL, layout=widgets.Layout(width="60%")
+        )
+        self.html = widgets.HTML()
+        super().__init__([self.picker, self.view, self.text, self.max_length, self.html])
+
+        self._messages, self._example, self._error = None, None, ""
+        self.picker.observe(self._on_conversation, names="value")
+        self.text.observe(self._on_text, names="value")
+        self.view.observe(self._render, names="value")
+        self.max_length.observe(self._render, names="value")
+        self._on_conversation()
+
+    # --- what is shown -------------------------------------------------------------------------
+    @property
+    def conversation_name(self) -> str:
+        return self.picker.value if self.picker.value != TYPED else "typed"
+
+    def _on_text(self, change=None):
+        if self.picker.value == TYPED:
+            self._on_conversation()
+        else:
+            self.picker.value = TYPED  # fires _on_conversation
+
+    def _on_conversation(self, change=None):
+        try:
+            if self.picker.value == TYPED:
+                messages = parse_typed_conversation(self.text.value)
+            else:
+                messages = self.conversations[self.picker.value]
+            example = tokenize_conversation(messages, self.tokenizer, conversation_id=self.conversation_name)
+        except (ConversationError, ValueError) as e:
+            self._messages, self._example, self._error = None, None, str(e)
+            self._render()
+            return
+        self._messages, self._example, self._error = messages, example, ""
+        n = len(example["input_ids"])
+        # Widen first, then set the value, so the slider never clips the new length.
+        with self.max_length.hold_trait_notifications():
+            self.max_length.max = max(n, 2)
+            self.max_length.value = n
+        self._render()
+
+    def _token_loss(self):
+        """Per-target CE (nats, 0 on untrained targets) of the whole conversation, from ``self.model``."""
+        key = json.dumps(self._messages, sort_keys=True)
+        if key not in self._losses:
+            import torch
+
+            from ..loss import MaskedCrossEntropyLoss
+            from ..shifting import shift_for_next_token
+
+            device = next(self.model.parameters()).device  # the model may sit on a GPU
+            example = {k: torch.tensor([self._example[k]], device=device) for k in ("input_ids", "label_mask")}
+            batch = shift_for_next_token(example)
+            with torch.no_grad():
+                logits = self.model(input_ids=batch["input_ids"]).logits
+            loss = MaskedCrossEntropyLoss(reduction="none")(logits, batch["targets"], batch["label_masks"])
+            self._losses[key] = loss[0].tolist()
+        return self._losses[key]
+
+    def to_html(self) -> str:
+        """The static HTML of what the viewer shows now (the same string as ``self.html.value``)."""
+        if self._example is None:
+            return f'<div class="sft-chips-error" style="color:#b91c1c">⚠ {html.escape(self._error)}</div>'
+        title = f"{self.conversation_name} · {self.view.label} view"
+        max_length = self.max_length.value
+        if self.view.value == "shifted":
+            return shifted_chips(self._example, self.tokenizer, max_length=max_length, title=title)
+        if self.view.value == "loss":
+            loss = self._token_loss()
+            return shifted_chips(self._example, self.tokenizer, max_length=max_length, token_loss=loss, title=title)
+        return token_chips(self._example, self.tokenizer, view=self.view.value, max_length=max_length, title=title)
+
+    def _render(self, change=None):
+        self.html.value = self.to_html()
+
+    # --- display -------------------------------------------------------------------------------
+    def _repr_mimebundle_(self, **kwargs):
+        """The widget view for live frontends, plus ``text/html`` of the current chips for everything else."""
+        bundle = super()._repr_mimebundle_(**kwargs) or {}
+        bundle["text/plain"] = f"MaskViewer({self.conversation_name!r}, view={self.view.value!r})"
+        bundle["text/html"] = self.to_html()
+        return bundle
