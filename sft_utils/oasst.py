@@ -144,15 +144,20 @@ def split_by_tree(conversations: list[dict], validation_fraction: float = 0.05) 
 
 
 def load_oasst1_conversations(
-    *, lang: str | None = "en", validation_fraction: float = 0.05, max_conversations: int | None = None
+    *,
+    lang: str | None = "en",
+    validation_fraction: float = 0.05,
+    fallback_validation_fraction: float = 0.25,
+    max_conversations: int | None = None,
 ) -> tuple[list[dict], list[dict], str]:
     """oasst1 as ``(train, validation, source)`` conversations, one best-ranked thread per tree.
 
     From the hub with ``datasets.load_dataset("OpenAssistant/oasst1")`` (its train and validation
     message tables together, re-split by :func:`split_by_tree`). Without the hub (unreachable,
     ``HF_HUB_OFFLINE=1``, or loading fails) it falls back to this course's ``data/conversations.jsonl``,
-    split the same way, and ``source`` says so; the language filter is then not applied (the course's
-    conversations are mostly English). ``max_conversations`` caps the training list (after the split).
+    split the same way with ``fallback_validation_fraction`` (of 13 conversations, 5% would hold out
+    none; 25% holds out 3), and ``source`` says so; the language filter is then not applied (the
+    course's conversations are mostly English). ``max_conversations`` caps the training list (after the split).
     """
     conversations, source = None, None
     if hub_is_reachable():
@@ -173,6 +178,7 @@ def load_oasst1_conversations(
         source = (
             f"OFFLINE FALLBACK: {source}; using the course's {len(conversations)} conversations in data/{path.name}"
         )
+        validation_fraction = fallback_validation_fraction
     train, validation = split_by_tree(conversations, validation_fraction)
     if max_conversations is not None:
         train = train[:max_conversations]

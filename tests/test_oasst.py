@@ -130,6 +130,7 @@ def test_bad_trees_are_refused():
 
 
 def test_offline_falls_back_to_the_course_data_and_says_so():
-    train, validation, source = load_oasst1_conversations(validation_fraction=0.25)
+    train, validation, source = load_oasst1_conversations()
     assert source.startswith("OFFLINE FALLBACK") and "data/conversations.jsonl" in source
-    assert len(train) + len(validation) == 13 and validation
+    assert len(train) + len(validation) == 13
+    assert sorted(c["id"] for c in validation) == ["arabic-greeting", "chinese-tea", "memo-riddle"]
