@@ -81,10 +81,17 @@ def resolve_precision(precision: str, device) -> str:
     if precision == "auto":
         if device.type != "cuda":
             return "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+        return "bf16" if _native_bf16() else "fp16"
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("fp16 needs a CUDA GPU (its gradient scaler); use fp32 or bf16 on a CPU")
     return precision
+
+
+def _native_bf16() -> bool:
+    try:  # torch >= 2.4 also reports bf16 *emulated* on older GPUs (a T4) unless told not to
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:
+        return torch.cuda.is_bf16_supported()
 
 
 def tokenize_all(conversations: list[dict], tokenizer, max_length: int) -> list[dict]:
