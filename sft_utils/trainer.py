@@ -182,6 +182,10 @@ def accumulate_gradients(model, micro_batches: list[dict], accelerator=None) -> 
     return _reduce_sum(total, accelerator) / count, count
 
 
+def _sharded(accelerator) -> bool:
+    return accelerator is not None and accelerator.distributed_type.name == "FSDP"
+
+
 def _reduce_sum(value: torch.Tensor, accelerator):
     if accelerator is not None and accelerator.num_processes > 1:
         value = accelerator.reduce(value.to(accelerator.device), reduction="sum").cpu()
@@ -191,10 +195,13 @@ def _reduce_sum(value: torch.Tensor, accelerator):
 @torch.no_grad()
 def evaluate_assistant_loss(model, batches: list[dict], accelerator=None) -> float:
     """Assistant-only loss over all trained tokens of ``batches`` (token-weighted), nats per token.
-    With several processes each evaluates every N-th batch and the sums are added up.
+    With several DDP processes each evaluates every N-th batch and the sums are added up; under FSDP every
+    process evaluates all batches (each forward needs all processes).
     Raises ValueError when the batches hold no trained token."""
     rank, processes = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
-    if accelerator is not None:
+    if _sharded(accelerator):  # FSDP: every forward gathers weights from all processes, so all run all batches
+        rank, processes = 0, 1
+    elif accelerator is not None:  # DDP: each process holds the whole model and runs its share
         model = accelerator.unwrap_model(model)
     was_training = model.training
     model.eval()
@@ -203,11 +210,12 @@ def evaluate_assistant_loss(model, batches: list[dict], accelerator=None) -> flo
         loss_sum, n = masked_loss_sum(model, move_batch(batch, next(model.parameters()).device))
         total, count = total + loss_sum.double().cpu(), count + n
     model.train(was_training)
-    total = _reduce_sum(total, accelerator)
-    count = _reduce_sum(torch.tensor(count), accelerator)
+    if processes > 1:
+        total = _reduce_sum(total, accelerator)
+        count = _reduce_sum(torch.tensor(count), accelerator)
     if count == 0:
         raise ValueError("no trained token in the validation batches: the loss is undefined")
-    return total / count
+    return float(total) / count
 
 
 def train(config: TrainConfig, model, tokenizer, train_conversations, valid_conversations, *, progress=True):
@@ -310,22 +318,24 @@ def train(config: TrainConfig, model, tokenizer, train_conversations, valid_conv
         processes=processes,
         config=asdict(config) | {"lr": lr},
     )
-    model = accelerator.unwrap_model(model).eval()
     if config.output_dir:
         save_checkpoint(model, tokenizer, config.output_dir, accelerator)
-    return model, history
+    return accelerator.unwrap_model(model).eval(), history
 
 
 def save_checkpoint(model, tokenizer, output_dir, accelerator=None) -> None:
     """``save_pretrained`` of model (safetensors) and tokenizer into ``output_dir``, by the main process
-    only; ``eos_token_id`` = 0 (``<|endoftext|>``) so that generation from the reloaded folder stops there."""
+    only (every process must call it: under FSDP the full weights are gathered first); ``eos_token_id`` = 0 (``<|endoftext|>``) so that generation from the reloaded folder stops there."""
+    state_dict = None
     if accelerator is not None:
         accelerator.wait_for_everyone()
+        state_dict = accelerator.get_state_dict(model)  # FSDP: gathers the full weights (all processes call it)
+        model = accelerator.unwrap_model(model)
         if not accelerator.is_main_process:
             return
     model.config.eos_token_id = model.generation_config.eos_token_id = 0
     model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(output_dir)
+    model.save_pretrained(output_dir, state_dict=state_dict)
     tokenizer.save_pretrained(output_dir)
 
 
