@@ -320,7 +320,8 @@ def train(config: TrainConfig, model, tokenizer, train_conversations, valid_conv
     )
     if config.output_dir:
         save_checkpoint(model, tokenizer, config.output_dir, accelerator)
-    return accelerator.unwrap_model(model).eval(), history
+    # keep_fp32_wrapper=False: drop the autocast accelerate wrapped around forward; the caller chooses again.
+    return accelerator.unwrap_model(model, keep_fp32_wrapper=False).eval(), history
 
 
 def save_checkpoint(model, tokenizer, output_dir, accelerator=None) -> None:
@@ -330,7 +331,7 @@ def save_checkpoint(model, tokenizer, output_dir, accelerator=None) -> None:
     if accelerator is not None:
         accelerator.wait_for_everyone()
         state_dict = accelerator.get_state_dict(model)  # FSDP: gathers the full weights (all processes call it)
-        model = accelerator.unwrap_model(model)
+        model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
         if not accelerator.is_main_process:
             return
     model.config.eos_token_id = model.generation_config.eos_token_id = 0
