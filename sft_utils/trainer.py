@@ -150,12 +150,6 @@ def make_collator(loss: str, tokenizer):
     raise ValueError(f"loss must be 'masked' or 'plain', got {loss!r}")
 
 
-def padding_share(batches: list[dict]) -> float:
-    """Padded positions / all positions of ``batches`` (from ``attention_mask``), 0..1."""
-    padded = sum(int((b["attention_mask"] == 0).sum()) for b in batches)
-    return padded / max(sum(b["attention_mask"].numel() for b in batches), 1)
-
-
 def accumulate_gradients(model, micro_batches: list[dict], accelerator=None) -> tuple[float, int]:
     """Backward of one optimizer step's loss: the trained tokens' summed cross-entropy over all
     ``micro_batches`` of all processes, divided by their total count. Returns (that loss in nats per
@@ -270,7 +264,7 @@ def train(config: TrainConfig, model, tokenizer, train_conversations, valid_conv
     stream = micro_batch_indices([len(e["input_ids"]) for e in train_examples], config.batch_size, seed=config.seed)
     history = {k: [] for k in ("step", "trained_tokens", "train_loss", "lr", "tokens_per_s")}
     history.update({k: [] for k in ("eval_step", "eval_trained_tokens", "valid_loss", "valid_ppl")})
-    seen = []  # every micro-batch of this process, for the padding share
+    padded = positions = 0  # this process's micro-batches, for the padding share
 
     def record_eval(step, tokens):
         loss = evaluate_assistant_loss(model, valid_batches, accelerator)
@@ -287,7 +281,8 @@ def train(config: TrainConfig, model, tokenizer, train_conversations, valid_conv
             step_start = time.perf_counter()
             indices = [next(stream) for _ in range(per_step)][rank::processes]  # this process's share
             micro_batches = [move_batch(collate([train_examples[i] for i in ix]), accelerator.device) for ix in indices]
-            seen.extend({"attention_mask": b["attention_mask"].cpu()} for b in micro_batches)
+            padded += sum(int((b["attention_mask"] == 0).sum()) for b in micro_batches)
+            positions += sum(b["attention_mask"].numel() for b in micro_batches)
             model.train()
             loss, count = accumulate_gradients(model, micro_batches, accelerator)
             if count:
@@ -305,14 +300,11 @@ def train(config: TrainConfig, model, tokenizer, train_conversations, valid_conv
             history["tokens_per_s"].append(real / (time.perf_counter() - step_start))
             if step % config.eval_every == 0 or step == config.steps:
                 record_eval(step, tokens)
-                bar.set_postfix(valid=f"{history['valid_loss'][-1]:.3f}", refresh=False)
-            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{history['tokens_per_s'][-1]:.0f}", refresh=False)
-    padded = _reduce_sum(
-        torch.tensor(padding_share(seen) * sum(m["attention_mask"].numel() for m in seen)), accelerator
-    )
-    positions = _reduce_sum(torch.tensor(sum(m["attention_mask"].numel() for m in seen)), accelerator)
+            tokens_per_s, valid = history["tokens_per_s"][-1], history["valid_loss"][-1]
+            bar.set_postfix(loss=f"{loss:.3f}", valid=f"{valid:.3f}", tok_s=f"{tokens_per_s:.0f}", refresh=False)
     history.update(
-        padding_share=padded / positions,  # over all processes' micro-batches
+        padding_share=_reduce_sum(torch.tensor(padded), accelerator)
+        / _reduce_sum(torch.tensor(positions), accelerator),
         precision=precision,
         seconds=time.perf_counter() - start,
         processes=processes,
@@ -326,7 +318,8 @@ def train(config: TrainConfig, model, tokenizer, train_conversations, valid_conv
 
 def save_checkpoint(model, tokenizer, output_dir, accelerator=None) -> None:
     """``save_pretrained`` of model (safetensors) and tokenizer into ``output_dir``, by the main process
-    only (every process must call it: under FSDP the full weights are gathered first); ``eos_token_id`` = 0 (``<|endoftext|>``) so that generation from the reloaded folder stops there."""
+    only (every process must call it: under FSDP the full weights are gathered first). Sets
+    ``eos_token_id`` = 0 (``<|endoftext|>``) so that generation from the reloaded folder stops there."""
     state_dict = None
     if accelerator is not None:
         accelerator.wait_for_everyone()

@@ -18,7 +18,6 @@ from sft_utils.trainer import (
     generate_reply,
     make_collator,
     micro_batch_indices,
-    padding_share,
     resolve_precision,
     shifted_from_labels,
     train,
@@ -70,7 +69,7 @@ def test_plain_sft_batches_train_every_real_token(tokenizer, short_and_long):
         make_collator("mean", tokenizer)
 
 
-def test_length_grouping_and_padding_share(tokenizer):
+def test_length_grouping_cuts_padding():
     lengths = torch.randint(5, 300, (64,), generator=torch.Generator().manual_seed(0)).tolist()
     epoch = [b for b, _ in zip(micro_batch_indices(lengths, 4, seed=0), range(16))]
     assert sorted(i for b in epoch for i in b) == list(range(64))
@@ -80,8 +79,6 @@ def test_length_grouping_and_padding_share(tokenizer):
 
     shuffled = torch.randperm(64, generator=torch.Generator().manual_seed(0)).view(16, 4).tolist()
     assert padding(epoch) < padding(shuffled) / 4
-    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
-    assert padding_share([{"attention_mask": mask}]) == 2 / 8
 
 
 def test_precision_choice():
