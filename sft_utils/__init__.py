@@ -6,7 +6,9 @@ masking      step 3  tokenize_conversation                    notebook 03
 shifting     step 4  shift_for_next_token, collators          notebook 04
 modeling     step 5  load_model, output_head                  notebook 05
 loss         step 6  MaskedCrossEntropyLoss                   notebook 06
-training             train_step, evaluate                     notebook 07
+training             train_step, evaluate, masked_loss_sum    notebook 07
+oasst                oasst1 trees -> one thread per tree      notebook 07
+trainer, train       the full loop; python -m sft_utils.train notebook 07
 truncation           truncation_report                        notebook 04
 packing              PackedCollator (an option)               notebook 04
 """

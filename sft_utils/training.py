@@ -2,10 +2,14 @@
 
 Introduced in notebook 07_finetune_pythia, which builds the step in view and checks it against
 :func:`train_step`. Deliberately small: one optimizer step per batch, fp32 on the CPU or bf16 autocast
-on a GPU that supports it.
+on a GPU that supports it. ``sft_utils.trainer`` builds the full loop (accumulation, precision, evaluation,
+checkpoints) on :func:`masked_loss_sum`, the one place where the masked loss of a batch is computed.
 """
 
 from __future__ import annotations
+
+import contextlib
+import contextvars
 
 import torch
 
@@ -20,9 +24,32 @@ def move_batch(batch: dict, device) -> dict:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+_precision: contextvars.ContextVar[str | None] = contextvars.ContextVar("sft_precision", default=None)
+
+
+@contextlib.contextmanager
+def use_precision(precision: str):
+    """Within this block, :func:`autocast_for` (and so every forward of :func:`masked_loss_sum`) uses
+    ``precision``: ``"bf16"`` or ``"fp16"`` autocast, or ``"fp32"`` (autocast off). Set by
+    ``sft_utils.trainer`` from its ``--precision``. Raises ValueError for another name."""
+    if precision not in AUTOCAST_DTYPES:
+        raise ValueError(f"precision must be one of {', '.join(AUTOCAST_DTYPES)}, got {precision!r}")
+    token = _precision.set(precision)
+    try:
+        yield
+    finally:
+        _precision.reset(token)
+
+
 def autocast_for(device) -> torch.autocast:
-    """bf16 autocast on a GPU that supports it; disabled (fp32) elsewhere."""
+    """The autocast of :func:`use_precision` when inside one; otherwise bf16 autocast on a GPU that
+    supports it, disabled (fp32) elsewhere."""
     device = torch.device(device)
+    precision = _precision.get()
+    if precision is not None:
+        dtype = AUTOCAST_DTYPES[precision]
+        return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
     enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 

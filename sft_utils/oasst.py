@@ -1,0 +1,185 @@
+"""Open-Assistant's oasst1: message trees -> one conversation per tree, split by tree.
+
+Introduced in notebook 07_finetune_pythia. oasst1 (``datasets.load_dataset("OpenAssistant/oasst1")``)
+is a table of *messages*, one row each: ``message_id``, ``parent_id`` (None for a tree's root prompt),
+``message_tree_id``, ``role`` (``prompter``/``assistant``), ``text``, ``lang``, ``rank`` (0 = the best
+of its siblings, None when unranked), ``deleted``, ``review_result``, ``synthetic``. Open-Assistant's
+raw exports nest the same messages as trees (``{"message_tree_id", "prompt": {..., "replies": [...]}}``);
+:func:`flatten_tree` turns such a tree into the same rows.
+
+Each tree becomes *one* thread: from the root prompt, at every branch take the best-ranked reply (the
+lowest ``rank``; ``None`` counts as 0.5, between the first and the second; ties go to the smaller
+``message_id``, so the choice does not depend on the rows' order;
+among follow-up prompts, one that got a usable answer before one that did not),
+skipping deleted, review-rejected (``review_result`` False) and synthetic messages with everything
+below them. A thread that ends on a prompter turn loses it (nothing to learn there); a thread without
+an assistant reply is dropped. One thread per tree keeps a popular prompt from counting many times.
+
+The train/validation split is by tree, from a hash of ``message_tree_id`` (``hashlib``, so it is the
+same in every process and on every machine, unlike Python's ``hash``): no tree leaks across.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+
+from .data import course_data_path, load_conversations
+from .hub import hub_is_reachable
+
+OASST1 = "OpenAssistant/oasst1"
+UNRANKED = 0.5  # rank None sorts after rank 0 and before rank 1
+
+
+def flatten_tree(tree: dict) -> list[dict]:
+    """The messages of one nested tree (``{"message_tree_id", "prompt": {..., "replies": [...]}}``) as
+    flat rows like oasst1's, root first, depth first; each row gets ``message_tree_id`` and ``parent_id``
+    (None for the root), and loses ``replies``. Raises ValueError without a ``prompt`` object, TypeError for a non-dict."""
+    if not isinstance(tree, dict):
+        raise TypeError(f"a tree is a dict with a 'prompt', got {type(tree).__name__}")
+    if "prompt" not in tree:
+        raise ValueError(f"tree {tree.get('message_tree_id')}: no 'prompt' object")
+    tree_id = tree.get("message_tree_id") or tree["prompt"].get("message_id")
+    rows, stack = [], [(tree["prompt"], None)]
+    while stack:
+        message, parent_id = stack.pop()
+        rows.append({**{k: v for k, v in message.items() if k != "replies"}, "message_tree_id": tree_id})
+        rows[-1]["parent_id"] = parent_id
+        stack.extend((reply, message["message_id"]) for reply in reversed(message.get("replies") or []))
+    return rows
+
+
+def is_usable(message: dict) -> bool:
+    """False for a deleted, review-rejected (``review_result`` False) or synthetic message.
+    ``review_result`` None (not yet reviewed) is kept, as Open-Assistant's own exports keep it."""
+    return not message.get("deleted") and message.get("review_result") is not False and not message.get("synthetic")
+
+
+def _rank(message: dict) -> tuple[float, str]:
+    # Equal ranks (often all None) fall back to the message id: the same choice whatever the row order.
+    return (UNRANKED if message.get("rank") is None else float(message["rank"])), str(message["message_id"])
+
+
+def _answers(prompt: dict, children: dict) -> list[dict]:
+    return [m for m in children[prompt["message_id"]] if m["role"] == "assistant" and is_usable(m)]
+
+
+def best_thread(rows: list[dict]) -> list[dict]:
+    """The best-ranked thread of *one* tree's message rows (any order), root first.
+
+    Returns the chosen rows (each with ``message_id``, ``role``, ``text`` …), alternating
+    prompter/assistant and ending on an assistant reply; ``[]`` when the root is unusable or no usable
+    assistant reply answers it. Raises ValueError for rows of several trees or without exactly one root.
+    """
+    tree_ids = {row.get("message_tree_id") for row in rows}
+    if len(tree_ids) > 1:
+        raise ValueError(f"best_thread takes one tree's messages, got {len(tree_ids)} trees")
+    roots = [row for row in rows if row.get("parent_id") is None]
+    if len(roots) != 1:
+        raise ValueError(f"tree {tree_ids.pop() if tree_ids else '?'}: {len(roots)} root messages, expected 1")
+    children = defaultdict(list)
+    for row in rows:
+        if row.get("parent_id") is not None:
+            children[row["parent_id"]].append(row)
+    thread, message = [], roots[0]
+    while message is not None and is_usable(message):
+        thread.append(message)
+        # Replies alternate roles; a wrongly-roled reply would break the format, so it is not followed.
+        wanted = "assistant" if message["role"] == "prompter" else "prompter"
+        replies = [m for m in children[message["message_id"]] if m["role"] == wanted and is_usable(m)]
+        if wanted == "prompter":  # a follow-up question nobody answered is a dead end: prefer answered ones
+            replies = [m for m in replies if any(_answers(m, children))] or replies
+        message = min(replies, key=_rank) if replies else None
+    if thread and thread[-1]["role"] == "prompter":
+        thread.pop()
+    return thread if any(m["role"] == "assistant" for m in thread) else []
+
+
+def threads_from_messages(rows, *, lang: str | None = None) -> list[dict]:
+    """One conversation per tree from oasst1-style message rows (any order, several trees).
+
+    Args:
+        rows: an iterable of message dicts (a ``datasets.Dataset`` split, or :func:`flatten_tree` rows).
+        lang: keep only trees whose root prompt has this ``lang`` (e.g. ``"en"``); None keeps all.
+
+    Returns:
+        ``[{"id": message_tree_id, "lang": str, "message_ids": [...], "messages": [{"role", "text"}]}]``
+        in the order trees first appear; trees without a usable thread are left out.
+    """
+    trees = defaultdict(list)
+    for row in rows:
+        trees[row["message_tree_id"]].append(row)
+    conversations = []
+    for tree_id, tree_rows in trees.items():
+        thread = best_thread(tree_rows)
+        if not thread or (lang is not None and thread[0].get("lang") != lang):
+            continue
+        conversations.append(
+            {
+                "id": tree_id,
+                "lang": thread[0].get("lang"),
+                "message_ids": [m["message_id"] for m in thread],
+                "messages": [{"role": m["role"], "text": m["text"]} for m in thread],
+            }
+        )
+    return conversations
+
+
+def in_validation(tree_id: str, validation_fraction: float) -> bool:
+    """True for a tree in the validation split: the first 8 bytes of sha256(tree id), as a number in
+    [0, 1), below ``validation_fraction``. The same answer in every process and on every machine."""
+    digest = hashlib.sha256(str(tree_id).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < validation_fraction
+
+
+def split_by_tree(conversations: list[dict], validation_fraction: float = 0.05) -> tuple[list[dict], list[dict]]:
+    """``(train, validation)`` by :func:`in_validation` of each conversation's ``id`` (its tree).
+    Raises ValueError for a fraction outside (0, 1)."""
+    if not 0 < validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    train, validation = [], []
+    for conversation in conversations:
+        (validation if in_validation(conversation["id"], validation_fraction) else train).append(conversation)
+    return train, validation
+
+
+def load_oasst1_conversations(
+    *,
+    lang: str | None = "en",
+    validation_fraction: float = 0.05,
+    fallback_validation_fraction: float = 0.25,
+    max_conversations: int | None = None,
+) -> tuple[list[dict], list[dict], str]:
+    """oasst1 as ``(train, validation, source)`` conversations, one best-ranked thread per tree.
+
+    From the hub with ``datasets.load_dataset("OpenAssistant/oasst1")`` (its train and validation
+    message tables together, re-split by :func:`split_by_tree`). Without the hub (unreachable,
+    ``HF_HUB_OFFLINE=1``, or loading fails) it falls back to this course's ``data/conversations.jsonl``,
+    split the same way with ``fallback_validation_fraction`` (of 13 conversations, 5% would hold out
+    none; 25% holds out 3), and ``source`` says so; the language filter is then not applied (the
+    course's conversations are mostly English). ``max_conversations`` caps the training list (after the split).
+    """
+    conversations, source = None, None
+    if hub_is_reachable():
+        try:
+            from datasets import concatenate_datasets, load_dataset
+
+            tables = load_dataset(OASST1)
+            rows = concatenate_datasets([tables[name] for name in tables])
+            conversations = threads_from_messages(rows, lang=lang)
+            source = f"{OASST1} from the hub: {len(rows)} messages -> {len(conversations)} threads (lang={lang})"
+        except Exception as error:  # noqa: BLE001 - any hub/dataset failure falls back, and says why
+            source = f"{OASST1} failed to load ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
+    else:
+        source = f"{OASST1} not loaded (hub unreachable)"
+    if conversations is None:
+        path = course_data_path()
+        conversations = load_conversations(path)
+        source = (
+            f"OFFLINE FALLBACK: {source}; using the course's {len(conversations)} conversations in data/{path.name}"
+        )
+        validation_fraction = fallback_validation_fraction
+    train, validation = split_by_tree(conversations, validation_fraction)
+    if max_conversations is not None:
+        train = train[:max_conversations]
+    return train, validation, source

@@ -1,0 +1,38 @@
+"""Loss curves of fine-tuning runs (matplotlib). Introduced in notebook 07_finetune_pythia.
+
+The trainer reports numbers (``history`` of :func:`sft_utils.trainer.train`); this draws them.
+"""
+
+from __future__ import annotations
+
+
+def plot_loss_curves(histories: dict, *, title: str = "Fine-tuning"):
+    """Training and validation loss against optimizer steps (left) and trained tokens (right).
+
+    Args:
+        histories: ``{label: history}``, e.g. ``{"masked": h1, "plain": h2}``; each run draws its training
+            loss (thin line: the loss it optimises, nats per trained token) and its validation
+            assistant-only loss (markers), so runs with different training losses compare on the second.
+        title: the figure's title.
+
+    Returns the ``matplotlib.figure.Figure`` (two axes, shared y).
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    for (label, history), color in zip(histories.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        for ax, x, x_eval in (
+            (axes[0], history["step"], history["eval_step"]),
+            (axes[1], history["trained_tokens"], history["eval_trained_tokens"]),
+        ):
+            ax.plot(x, history["train_loss"], color=color, alpha=0.45, lw=1, label=f"{label}: training loss")
+            ax.plot(x_eval, history["valid_loss"], "o-", color=color, label=f"{label}: validation, assistant-only")
+    axes[0].set_xlabel("optimizer step")
+    axes[1].set_xlabel("trained tokens (cumulative)")
+    axes[0].set_ylabel("loss (nats / token)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

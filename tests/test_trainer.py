@@ -1,0 +1,162 @@
+"""The full fine-tuning loop: token-weighted accumulation, smoke training, checkpoints, accelerate."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import GPTNeoXForCausalLM
+
+from sft_utils import AssistantOnlyCollator, CausalLMCollator, course_data_path, pythia_config, tokenize_conversation
+from sft_utils.trainer import (
+    TrainConfig,
+    accumulate_gradients,
+    evaluate_assistant_loss,
+    generate_reply,
+    make_collator,
+    micro_batch_indices,
+    resolve_precision,
+    shifted_from_labels,
+    train,
+)
+from sft_utils.training import evaluate, masked_loss_sum
+
+
+def _grads(model):
+    return [p.grad.detach().clone() for p in model.parameters()]
+
+
+@pytest.fixture(scope="module")
+def short_and_long(tokenizer):
+    short = tokenize_conversation(
+        [{"role": "prompter", "text": "Say hi."}, {"role": "assistant", "text": "Hi"}], tokenizer
+    )
+    numbers = " ".join(str(i) for i in range(1, 200))
+    long = tokenize_conversation(
+        [{"role": "prompter", "text": "Count."}, {"role": "assistant", "text": numbers}], tokenizer
+    )
+    return short, long
+
+
+def test_accumulation_weighs_every_trained_token_equally(tiny_model, tokenizer, short_and_long):
+    collate = AssistantOnlyCollator(tokenizer.pad_token_id)
+    short, long = short_and_long
+    micro = [collate([short]), collate([long])]
+    assert [int(b["label_masks"].sum()) for b in micro] == [3, 201]
+    accumulated, whole = copy.deepcopy(tiny_model), copy.deepcopy(tiny_model)
+    loss, count = accumulate_gradients(accumulated, micro)
+    big_loss, big_count = accumulate_gradients(whole, [collate([short, long])])
+    assert count == big_count == 204
+    assert loss == pytest.approx(big_loss, rel=1e-6)
+    for a, b in zip(_grads(accumulated), _grads(whole)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    # The reference the test must tell apart: the mean of the two micro-batch means.
+    mean_of_means = copy.deepcopy(tiny_model)
+    sum(s / n for s, n in (masked_loss_sum(mean_of_means, b) for b in micro)).div(2).backward()
+    assert not torch.allclose(_grads(mean_of_means)[0], _grads(whole)[0], rtol=1e-3, atol=1e-7)
+
+
+def test_plain_sft_batches_train_every_real_token(tokenizer, short_and_long):
+    short, long = short_and_long
+    batch = shifted_from_labels(CausalLMCollator(tokenizer)([short, long]))
+    assert batch["label_masks"].sum(1).tolist() == [len(short["input_ids"]) - 1, len(long["input_ids"]) - 1]
+    assert torch.equal(batch["targets"][1], torch.tensor(long["input_ids"][1:]))
+    assert make_collator("plain", tokenizer)([short])["label_masks"].all()
+    with pytest.raises(ValueError, match="'masked' or 'plain'"):
+        make_collator("mean", tokenizer)
+
+
+def test_length_grouping_cuts_padding():
+    lengths = torch.randint(5, 300, (64,), generator=torch.Generator().manual_seed(0)).tolist()
+    epoch = [b for b, _ in zip(micro_batch_indices(lengths, 4, seed=0), range(16))]
+    assert sorted(i for b in epoch for i in b) == list(range(64))
+
+    def padding(batches):  # positions padded to each batch's longest conversation
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+
+    shuffled = torch.randperm(64, generator=torch.Generator().manual_seed(0)).view(16, 4).tolist()
+    assert padding(epoch) < padding(shuffled) / 4
+
+
+def test_precision_choice():
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):
+        resolve_precision("fp16", "cpu")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp8", "cpu")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tokenizer, course_conversations, tmp_path_factory):
+    """A short smoke run on the course's conversations, three held out."""
+    held_out = {"capital-single", "german-system", "emoji-party"}
+    train_set = [c for c in course_conversations if c["id"] not in held_out]
+    valid_set = [c for c in course_conversations if c["id"] in held_out]
+    torch.manual_seed(0)
+    model = GPTNeoXForCausalLM(pythia_config("pythia-14m"))
+    model.sft_pretrained = False
+    output_dir = tmp_path_factory.mktemp("checkpoint")
+    config = TrainConfig.smoke(steps=12, max_length=128, warmup_steps=2, eval_every=6, output_dir=str(output_dir))
+    model, history = train(config, model, tokenizer, train_set, valid_set, progress=False)
+    return model, history, output_dir, valid_set
+
+
+def test_smoke_training_lowers_the_validation_assistant_only_loss(smoke_run, tokenizer):
+    model, history, _, valid_set = smoke_run
+    assert history["eval_step"] == [0, 6, 12] and history["step"] == list(range(1, 13))
+    assert history["valid_loss"][0] > 10.0 and history["valid_loss"][-1] < history["valid_loss"][0] - 0.3
+    assert history["valid_ppl"][-1] == pytest.approx(torch.tensor(history["valid_loss"][-1]).exp().item(), rel=1e-5)
+    assert history["trained_tokens"][-1] > history["trained_tokens"][0] > 0
+    assert 0.0 <= history["padding_share"] < 0.5 and history["precision"] == "fp32"
+    # The reported validation loss is the course's token-weighted assistant-only loss.
+    examples = [tokenize_conversation(c["messages"], tokenizer, max_length=128) for c in valid_set]
+    batches = [AssistantOnlyCollator(tokenizer.pad_token_id)(examples)]
+    assert history["valid_loss"][-1] == pytest.approx(evaluate(model, batches), rel=1e-5)
+    assert evaluate_assistant_loss(model, batches) == pytest.approx(evaluate(model, batches), rel=1e-6)
+
+
+def test_checkpoint_round_trip_reproduces_logits_and_stops_at_endoftext(smoke_run, tokenizer):
+    model, _, output_dir, _ = smoke_run
+    reloaded = GPTNeoXForCausalLM.from_pretrained(output_dir).eval()
+    assert reloaded.config.eos_token_id == 0 and reloaded.generation_config.eos_token_id == 0
+    ids = torch.tensor([tokenizer("<|prompter|>What is 15% of 80?<|endoftext|><|assistant|>")["input_ids"]])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, reloaded(ids).logits)
+    assert (output_dir / "tokenizer.json").exists()
+    messages = [{"role": "prompter", "text": "What is 15% of 80?"}]
+    assert generate_reply(model, tokenizer, messages, max_new_tokens=12) == generate_reply(
+        reloaded, tokenizer, messages, max_new_tokens=12
+    )
+
+
+def _run_train(args, history_json, *, processes=1):
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", f"--num_processes={processes}"]
+    launch += ["--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no", "--main_process_port=29517"]
+    command = (launch if processes > 1 else [sys.executable]) + ["-m", "sft_utils.train", *args]
+    command += ["--history-json", str(history_json)]
+    done = subprocess.run(
+        command, check=False, capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"}
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(history_json.read_text())
+
+
+def test_two_accelerate_processes_give_the_single_process_loss(tmp_path):
+    """The same global batch of 4 conversations per step: one process with 2 micro-batches of 2, or two
+    processes with one each. ``accelerate launch --multi_gpu --num_processes 2`` starts them with torchrun;
+    without a GPU they run as CPU DDP over gloo (``--cpu`` would start a single process, MPI aside)."""
+    common = ["--smoke", "--data", str(course_data_path()), "--validation-fraction", "0.25", "--steps", "3"]
+    common += ["--batch-size", "2", "--max-length", "64", "--eval-every", "3", "--output-dir", "", "--no-progress"]
+    common += ["--warmup-steps", "0", "--lr", "3e-3"]  # full steps from the first: later losses show the updates
+    single = _run_train([*common, "--grad-accum", "2"], tmp_path / "single.json")
+    double = _run_train([*common, "--grad-accum", "1"], tmp_path / "double.json", processes=2)
+    assert single["processes"] == 1 and double["processes"] == 2
+    assert double["trained_tokens"] == single["trained_tokens"]
+    assert double["train_loss"] == pytest.approx(single["train_loss"], rel=1e-5)
+    assert double["valid_loss"] == pytest.approx(single["valid_loss"], rel=1e-5)
+    assert double["padding_share"] == pytest.approx(single["padding_share"])
+    assert double["lr"] == single["lr"] and single["valid_loss"][1] < single["valid_loss"][0] - 0.05
