@@ -67,6 +67,7 @@ class SelectedRowsCrossEntropy(torch.autograd.Function):
                 chunk_log_z = row_max + logits.sub_(row_max.unsqueeze(1)).exp_().sum(dim=1).log()
                 log_z[start : start + chunk_rows] = chunk_log_z
                 total += (chunk_log_z - target_logits).sum()
+                del logits  # free this chunk before the next one is allocated: one block alive at a time
         ctx.save_for_backward(hidden, weight, bias, targets, log_z)
         ctx.chunk_rows, ctx.dtype = chunk_rows, dtype
         return total
@@ -98,6 +99,7 @@ class SelectedRowsCrossEntropy(torch.autograd.Function):
                     grad_weight += (grad_logits_c.t() @ rows.to(ctx.dtype)).float()
                 if needs_bias:
                     grad_bias += grad_logits.sum(dim=0)
+                del grad_logits, grad_logits_c  # as in forward: one block alive at a time
         return (
             grad_hidden,
             grad_weight.to(weight.dtype) if needs_weight else None,

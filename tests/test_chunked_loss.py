@@ -174,3 +174,34 @@ def test_full_logits_switch_changes_the_path(tiny_model, batch, monkeypatch):
     assert largest_saved() < logits_numel
     monkeypatch.setattr(training, "FULL_LOGITS", True)
     assert largest_saved() >= logits_numel
+
+
+def test_peak_memory_counts_what_a_function_allocates_on_the_cpu():
+    from sft_utils.memory import peak_memory
+
+    peak, kept = peak_memory(lambda: torch.ones(1000, 1000))
+    assert peak == kept.numel() * 4 == 4_000_000
+    # A temporary counts while it lives: ones (8 MB) and ones * 2 (8 MB) exist together.
+    peak, _ = peak_memory(lambda: (torch.ones(2000, 1000) * 2).sum())
+    assert 16_000_000 <= peak < 16_100_000
+
+
+def test_chunked_loss_needs_less_memory_than_full_logits(inputs):
+    """Measured: with a vocabulary much wider than a chunk, the chunked route's peak is far below full logits'."""
+    from sft_utils.memory import peak_memory
+
+    generator = torch.Generator().manual_seed(1)
+    hidden = torch.randn(4, 128, 32, generator=generator)
+    weight = torch.randn(20_000, 32, generator=generator) * 0.1
+    targets = torch.randint(0, 20_000, (4, 128), generator=generator)
+    mask = torch.rand(4, 128, generator=generator) < 0.3
+    logits_bytes = hidden.shape[0] * hidden.shape[1] * weight.shape[0] * 4
+
+    def full():
+        reference_mean(hidden.requires_grad_(), weight, None, targets, mask).backward()
+
+    def chunked():
+        chunked_masked_cross_entropy(hidden.requires_grad_(), weight, targets, mask, chunk_rows=16)[0].backward()
+
+    assert peak_memory(full)[0] >= logits_bytes
+    assert peak_memory(chunked)[0] < logits_bytes / 10
