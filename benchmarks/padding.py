@@ -1,6 +1,6 @@
 """Padding share of training batches: random batches vs batches grouped by length (issue 7).
 
-    python benchmarks/padding.py            # 200 shuffles per row (a few seconds)
+    python benchmarks/padding.py            # 200 shuffles per row, and a 10 000-conversation resample (~1 min)
     python benchmarks/padding.py --quick    # 20 shuffles
 
 Padding share = padding tokens / all tokens of the padded batches (``AssistantOnlyCollator`` pads each batch
@@ -12,7 +12,9 @@ to its longest example), for the shared Open-Assistant sample (else this course'
   shuffle, cut into mega-batches of ``mega_batch_mult x batch_size``, sort each by length;
 * sorted: one global sort by length (the least padding, no randomness: batch order still shuffled).
 
-Padding costs compute (every padded position goes through the model) but no loss: it is never trained.
+The shared sample has only 100 conversations: few neighbours of similar length, so even a global sort leaves
+gaps. A second table draws 10 000 lengths from the same distribution (``--resample``), the size of a real
+SFT set, where grouping has close neighbours. Padding costs compute (every padded position goes through the model) but no loss: it is never trained.
 """
 
 from __future__ import annotations
@@ -37,22 +39,8 @@ def padding_share(lengths: np.ndarray, order, batch_size: int) -> float:
     return 1 - real / padded
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="20 shuffles per row")
-    args = parser.parse_args()
-    shuffles = 20 if args.quick else 200
-
-    shared = sft_utils.shared_data_dir()
-    path = shared / "conversations.jsonl" if shared else sft_utils.course_data_path()
-    tokenizer = sft_utils.load_tokenizer(verbose=False)
-    dataset = preprocess_dataset(sft_utils.load_conversations(path), tokenizer, max_length=2048, desc=None)
-    lengths = np.array([len(ids) for ids in dataset["input_ids"]])
-    print(
-        f"{path.name} ({'shared' if shared else 'course'} data): {len(lengths)} conversations, tokens per conversation: "
-        f"median {np.median(lengths):.0f}, mean {lengths.mean():.0f}, max {lengths.max()}"
-    )
-    print(f"mean padding share over {shuffles} shuffles (lower is better)")
+def table(lengths: np.ndarray, shuffles: int, label: str) -> None:
+    print(f"\n{label}: mean padding share over {shuffles} shuffles (lower is better)")
     header = f"{'batch':>5}  {'random':>7}  {'grouped (HF default)':>20}  {'grouped x50':>11}  {'sorted':>7}"
     print(header + "\n" + "-" * len(header))
     for batch_size in (4, 8, 16):
@@ -74,6 +62,38 @@ def main() -> None:
             f"{batch_size:>5}  {means['random']:>7.1%}  {means['grouped']:>20.1%}  {means['grouped50']:>11.1%}  "
             f"{means['sorted']:>7.1%}"
         )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20 shuffles per row")
+    parser.add_argument(
+        "--resample",
+        type=int,
+        default=10_000,
+        help="also a dataset of this many lengths drawn from the real ones (0: no)",
+    )
+    args = parser.parse_args()
+    shuffles = 20 if args.quick else 200
+
+    shared = sft_utils.shared_data_dir()
+    path = shared / "conversations.jsonl" if shared else sft_utils.course_data_path()
+    tokenizer = sft_utils.load_tokenizer(verbose=False)
+    dataset = preprocess_dataset(sft_utils.load_conversations(path), tokenizer, max_length=2048, desc=None)
+    lengths = np.array([len(ids) for ids in dataset["input_ids"]])
+    print(
+        f"{path.name} ({'shared' if shared else 'course'} data): {len(lengths)} conversations, tokens per conversation: "
+        f"median {np.median(lengths):.0f}, mean {lengths.mean():.0f}, max {lengths.max()}"
+    )
+    table(lengths, shuffles, f"the {len(lengths)} real conversations")
+    if args.resample:
+        # A dataset of the same length distribution but `resample` conversations: grouping has more neighbours.
+        # Each drawn length is jittered by a factor e^N(0, 0.1^2), so that lengths are not exact copies.
+        rng = np.random.default_rng(0)
+        drawn = rng.choice(lengths, size=args.resample) * np.exp(rng.normal(0, 0.1, size=args.resample))
+        resampled = np.clip(np.rint(drawn), 2, 2048).astype(int)
+        label = f"{args.resample} lengths drawn from them (each jittered by a factor e^N(0, 0.1^2))"
+        table(resampled, max(shuffles // 20, 3), label)
     print("target: padding share <= 5% with length grouping")
 
 
