@@ -13,7 +13,9 @@ import contextvars
 
 import torch
 
+from .chunked_loss import DEFAULT_CHUNK_ROWS, chunked_masked_cross_entropy
 from .loss import MaskedCrossEntropyLoss
+from .modeling import output_head
 
 _mean_loss = MaskedCrossEntropyLoss()
 _sum_loss = MaskedCrossEntropyLoss(reduction="sum")
@@ -77,11 +79,34 @@ def forward_logits(model, batch: dict) -> torch.Tensor:
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **extra).logits
 
 
-def masked_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
+#: The loss path of :func:`masked_loss_sum` when not given: False = chunked (never builds full logits).
+FULL_LOGITS = False
+
+
+def masked_loss_sum(
+    model, batch: dict, *, full_logits: bool | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> tuple[torch.Tensor, int]:
     """(sum of the trained targets' cross-entropy in nats, their count) for a ``"shifted"`` batch:
-    ``input_ids``, ``attention_mask``, ``targets`` int64 ``[B, T]``, ``label_masks`` bool ``[B, T]``."""
-    logits = forward_logits(model, batch)
-    return _sum_loss(logits, batch["targets"], batch["label_masks"]), int(batch["label_masks"].sum())
+    ``input_ids``, ``attention_mask``, ``targets`` int64 ``[B, T]``, ``label_masks`` bool ``[B, T]``.
+
+    By default the loss is computed without the ``[B, T, vocab]`` logits: the base model gives the
+    hidden states, and :func:`sft_utils.chunked_loss.chunked_masked_cross_entropy` projects only the
+    trained rows, ``chunk_rows`` at a time (notebook 05). ``full_logits=True`` (or the module switch
+    ``FULL_LOGITS = True``) takes the reference path: ``model(…).logits`` then
+    :class:`sft_utils.MaskedCrossEntropyLoss`. Both give the same sum and gradients (tests, 1e-6 in
+    float32), under the same :func:`autocast_for`. Raises ValueError for anything but a shifted batch.
+    """
+    _check_shifted_batch(batch)
+    targets, mask = batch["targets"], batch["label_masks"]
+    if FULL_LOGITS if full_logits is None else full_logits:
+        return _sum_loss(forward_logits(model, batch), targets, mask), int(mask.sum())
+    with autocast_for(batch["input_ids"].device):
+        # model.base_model is the transformer without its head (gpt_neox), in transformers 4 and 5.
+        hidden = model.base_model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+        ).last_hidden_state
+        head = output_head(model)
+        return chunked_masked_cross_entropy(hidden, head.weight, targets, mask, bias=head.bias, chunk_rows=chunk_rows)
 
 
 def train_step(model, batch: dict, optimizer, *, max_grad_norm: float = 1.0) -> float:
