@@ -17,7 +17,6 @@ from .chunked_loss import DEFAULT_CHUNK_ROWS, chunked_masked_cross_entropy
 from .loss import MaskedCrossEntropyLoss
 from .modeling import output_head
 
-_mean_loss = MaskedCrossEntropyLoss()
 _sum_loss = MaskedCrossEntropyLoss(reduction="sum")
 
 
@@ -72,11 +71,15 @@ def forward_logits(model, batch: dict) -> torch.Tensor:
     """Logits ``[B, T, vocab_size]`` of a ``"shifted"`` batch (see ``AssistantOnlyCollator``), under
     :func:`autocast_for` its device. Keys used: ``input_ids``, ``attention_mask`` int64 ``[B, T]``, and
     ``position_ids`` when present (a packed batch from :class:`sft_utils.packing.PackedCollator`, whose
-    ``attention_mask`` is bool ``[B, 1, T, T]``). Raises ValueError for anything but a shifted batch."""
+    ``attention_mask`` is an additive float ``[B, 1, T, T]``). Raises ValueError for anything but a shifted batch."""
     _check_shifted_batch(batch)
-    extra = {"position_ids": batch["position_ids"]} if "position_ids" in batch else {}
     with autocast_for(batch["input_ids"].device):
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **extra).logits
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **_positions(batch)).logits
+
+
+def _positions(batch: dict) -> dict:
+    # A packed batch restarts positions in each conversation; a plain one lets the model count from 0.
+    return {"position_ids": batch["position_ids"]} if "position_ids" in batch else {}
 
 
 #: The loss path of :func:`masked_loss_sum` when not given: False = chunked (never builds full logits).
@@ -103,7 +106,7 @@ def masked_loss_sum(
     with autocast_for(batch["input_ids"].device):
         # model.base_model is the transformer without its head (gpt_neox), in transformers 4 and 5.
         hidden = model.base_model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False, **_positions(batch)
         ).last_hidden_state
         head = output_head(model)
         return chunked_masked_cross_entropy(hidden, head.weight, targets, mask, bias=head.bias, chunk_rows=chunk_rows)
@@ -120,7 +123,8 @@ def train_step(model, batch: dict, optimizer, *, max_grad_norm: float = 1.0) -> 
     if not batch["label_masks"].any():
         return 0.0
     model.train()
-    loss = _mean_loss(forward_logits(model, batch), batch["targets"], batch["label_masks"])
+    loss_sum, count = masked_loss_sum(model, batch)
+    loss = loss_sum / count
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)

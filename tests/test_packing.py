@@ -91,12 +91,33 @@ def test_each_segment_sees_only_itself_with_either_attention(tokenizer, course_c
     torch.testing.assert_close(packed.logits[0, n:], second.logits[0], atol=1e-4, rtol=1e-4)
 
 
-def test_evaluate_takes_a_packed_batch(tokenizer, tiny_model, course_conversations):
-    """forward_logits passes position_ids: evaluating packed rows = evaluating the conversations apart."""
+@pytest.mark.parametrize("full_logits", [False, True], ids=["chunked", "full-logits"])
+def test_evaluate_takes_a_packed_batch(tokenizer, tiny_model, course_conversations, monkeypatch, full_logits):
+    """Both loss paths pass position_ids: evaluating packed rows = evaluating the conversations apart."""
     from sft_utils import AssistantOnlyCollator, tokenize_conversation
+    from sft_utils import training
     from sft_utils.training import evaluate
+
+    monkeypatch.setattr(training, "FULL_LOGITS", full_logits)
 
     examples = [tokenize_conversation(c["messages"], tokenizer) for c in course_conversations[:4]]
     packed = PackedCollator()([examples[:2], examples[2:]])
     apart = [AssistantOnlyCollator()([e]) for e in examples]
     assert evaluate(tiny_model, [packed]) == pytest.approx(evaluate(tiny_model, apart), rel=1e-5)
+
+
+@pytest.mark.parametrize("full_logits", [False, True], ids=["chunked", "full-logits"])
+def test_both_loss_paths_hand_position_ids_to_the_model(tokenizer, tiny_model, course_conversations, full_logits):
+    """Rotary positions are relative, so restarting them per segment changes little in GPT-NeoX; this
+    checks that the batch's ``position_ids`` reach the model at all (a model with absolute positions needs
+    them): all-zero positions must give a different loss."""
+    from sft_utils import tokenize_conversation
+    from sft_utils.training import masked_loss_sum
+
+    examples = [tokenize_conversation(c["messages"], tokenizer) for c in course_conversations[:2]]
+    packed = PackedCollator()([examples])
+    zeroed = {**packed, "position_ids": torch.zeros_like(packed["position_ids"])}
+    with torch.no_grad():
+        loss, _ = masked_loss_sum(tiny_model, packed, full_logits=full_logits)
+        loss_zeroed, _ = masked_loss_sum(tiny_model, zeroed, full_logits=full_logits)
+    assert abs(loss.item() - loss_zeroed.item()) > 1e-3
