@@ -7,8 +7,25 @@ shifting     step 4  shift_for_next_token, collators          notebook 04
 modeling     step 5  load_model, output_head                  notebook 05
 loss         step 6  MaskedCrossEntropyLoss                   notebook 06
 training             train_step, evaluate                     notebook 07
+exercises            check(exercise_id, answer)               notebooks 01-07 (their ends)
+check_env            python -m sft_utils.check_env            README
 """
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
+# The one place the repository's address is written. Colab badges and the notebooks' install cells are
+# derived from it; tests/test_colab.py checks that every notebook agrees. (No git remote is configured in
+# this checkout: this is the address the course is published under.)
+REPO_URL = "https://github.com/sft-course/sft-course"
+REPO_BRANCH = "main"
+
+try:
+    __version__ = _version("sft-course")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
+
+from . import exercises  # so that `sft_utils.exercises.check(...)` works after `import sft_utils`
 from .data import course_data_path, load_conversations, shared_data_dir
 from .formatting import ConversationError, format_conversation, normalize_messages, render_message
 from .loss import MaskedCrossEntropyLoss, per_token_nll
@@ -25,6 +42,8 @@ from .tokenization import ROLE_TOKEN_IDS, ROLE_TOKENS, OfflineAssetsMissing, loa
 
 __all__ = [
     "IGNORE_INDEX",
+    "REPO_BRANCH",
+    "REPO_URL",
     "ROLE_TOKENS",
     "ROLE_TOKEN_IDS",
     "AssistantOnlyCollator",
@@ -33,6 +52,7 @@ __all__ = [
     "MaskedCrossEntropyLoss",
     "OfflineAssetsMissing",
     "course_data_path",
+    "exercises",
     "format_conversation",
     "generation_prompt_ids",
     "labels_from_label_mask",
