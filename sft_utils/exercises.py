@@ -164,6 +164,14 @@ def _length_hint(answer: list, expected: int, what: str) -> tuple[str, str] | No
     return None
 
 
+def _match_list(answer: list, truth: list, right: str, mistakes: list[tuple], general: str, what: str):
+    """:func:`_match` for per-token lists: an unrecognised answer of the wrong length is told so."""
+    status, message = _match(answer, truth, right, mistakes, general)
+    if status == WRONG and message == general and len(answer) != len(truth):
+        return WRONG, f"expected {len(truth)} {what}, got {len(answer)} values."
+    return status, message
+
+
 # --- notebook 01: format ---------------------------------------------------------------------------------
 
 CHAT_01_1 = [{"role": "user", "content": "Hi!"}, {"role": "assistant", "content": "Hello, how can I help?"}]
@@ -340,8 +348,9 @@ def _check_04_1(answer):
         (ids[:-1], "that is the input side (input_ids[:-1]); the targets are one position later."),
         ([ids[0], *ids[:-2]], "shifted the wrong way: targets look ahead, not back."),
     ]
-    general = f"one target per input position: {len(truth)} ids, each the next token."
-    return _match(answer, truth, "targets = input_ids[1:], the next token at every position.", mistakes, general)
+    general = "one target per input position, each the next token."
+    right = "targets = input_ids[1:], the next token at every position."
+    return _match_list(answer, truth, right, mistakes, general, "targets (one per input position)")
 
 
 @exercise("04.2", "the label_masks that go with those targets (one 0/1 per target)")
@@ -356,7 +365,8 @@ def _check_04_2(answer):
         ([1 - m for m in truth], "that trains the prompter's tokens: invert it."),
     ]
     general = "shift the label mask exactly like the input_ids became targets."
-    return _match(answer, truth, "label_masks = label_mask[1:], aligned with the targets.", mistakes, general)
+    right = "label_masks = label_mask[1:], aligned with the targets."
+    return _match_list(answer, truth, right, mistakes, general, "label_masks (one per target)")
 
 
 @exercise("04.3", "the labels of memo-hello in transformers' convention (for model(input_ids, labels=...))")
@@ -377,7 +387,8 @@ def _check_04_3(answer):
         (torch.where(mask, IGNORE_INDEX, ids).tolist(), "that trains the prompter: -100 goes where the mask is False."),
     ]
     general = "labels = input_ids, with -100 wherever label_mask is False; not shifted."
-    return _match(answer, truth, "input_ids with -100 on untrained tokens; the model shifts.", mistakes, general)
+    right = "input_ids with -100 on untrained tokens; the model shifts."
+    return _match_list(answer, truth, right, mistakes, general, "labels (one per token: not shifted)")
 
 
 # --- notebook 05: project --------------------------------------------------------------------------------

@@ -127,6 +127,8 @@ def test_04_mistakes(tokenizer):
     assert "0 is <|endoftext|>" in hint("04.3", [0 if x == -100 else x for x in labels])
     assert "plain SFT" in hint("04.3", input_ids)
     assert labels.count(-100) == 15 and len(labels) == 28
+    assert "expected 27 targets" in hint("04.1", targets[:5])
+    assert "expected 28 labels (one per token: not shifted)" in hint("04.3", [1, 2])
 
 
 def test_05_mistakes():
