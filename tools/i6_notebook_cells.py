@@ -284,8 +284,9 @@ def end_cells(name: str) -> list:
     number = name[:2]
     head = (
         "## Exercises\n\n"
-        "Replace `None` with your answer and run the cell: the check says whether it is right and why, "
-        "without giving the answer away. Stuck? The solutions are in "
+        "Run the notebook from the top first (the exercises use its variables). Then replace `None` with your "
+        "answer and run the cell: the check says whether it is right and why, without giving the answer away. "
+        "Stuck? The solutions are in "
         f"[solutions/s{number}.py](solutions/s{number}.py)."
     )
     if "exercises_intro" in info:
