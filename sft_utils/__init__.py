@@ -9,6 +9,7 @@ loss         step 6  MaskedCrossEntropyLoss                   notebook 06
 training             train_step, evaluate                     notebook 07
 exercises            check(exercise_id, answer)               notebooks 01-07 (their ends)
 check_env            python -m sft_utils.check_env            README
+colab                colab_url(notebook)                      the notebooks' badges
 """
 
 from importlib.metadata import PackageNotFoundError

@@ -12,12 +12,12 @@ def ruff(*args):
 
 
 def test_ruff_check_passes():
-    result = ruff("check", "sft_utils", "tests", "notebooks/solutions")
+    result = ruff("check", "sft_utils", "tests", "notebooks/solutions", "tools")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_format_is_applied():
-    result = ruff("format", "--check", "sft_utils", "tests", "notebooks/solutions")
+    result = ruff("format", "--check", "sft_utils", "tests", "notebooks/solutions", "tools")
     assert result.returncode == 0, (
-        "run `ruff format sft_utils tests notebooks/solutions`:\n" + result.stdout + result.stderr
+        "run `ruff format sft_utils tests notebooks/solutions tools`:\n" + result.stdout + result.stderr
     )

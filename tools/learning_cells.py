@@ -1,7 +1,11 @@
-"""Issue 6: add the learning-experience cells to every notebook (top: badge, goals, set-up, versions; end:
-exercises and links). Idempotent: cells whose id starts with ``i6-`` are replaced, no other cell is touched.
+"""Write the learning cells of every notebook: at the top the Colab badge, goals, prerequisites, run time,
+the Colab set-up cell and the version cell; at the end the exercises and the links onward.
 
-    PYTHONPATH=$PWD python tools/i6_notebook_cells.py   # then re-execute the notebooks
+    python tools/learning_cells.py       # then re-execute the notebooks whose code cells changed
+
+Run it after changing ``sft_utils.REPO_URL``, a run time (``learning_cells_run_times.json``) or an exercise.
+Idempotent: only cells whose id starts with ``i6-`` (issue 6 added them) are rewritten; an unchanged code
+cell keeps its outputs, and no other cell is touched.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sft_utils import REPO_URL  # noqa: E402
-from sft_utils.colab import COLAB_CLONE_DIR, badge_markdown  # noqa: E402
+from sft_utils import REPO_URL
+from sft_utils.colab import COLAB_CLONE_DIR, badge_markdown
 
 PREFIX = "i6-"
-TIMES = json.loads((ROOT / "tools" / "i6_run_times.json").read_text())
+TIMES = json.loads((ROOT / "tools" / "learning_cells_run_times.json").read_text())
 
 SETUP = f'''# Set-up. On Google Colab: install sft_utils from the course's repository (once per runtime).
 # Anywhere else this cell only prints: `make lab` (README) has installed everything.
@@ -79,17 +83,22 @@ NOTEBOOKS = {
         "exercises": [
             (
                 "01.1",
-                "Write **by hand** (without `format_conversation`) the string of the conversation `chat` below, "
-                'with the system prompt `"Answer in one sentence."`.',
-                'chat = sft_utils.exercises.CHAT_01_1  # user: "Hi!", assistant: "Hello, how can I help?"\n'
-                "answer = None  # your string",
+                (
+                    "Write **by hand** (without `format_conversation`) the string of the conversation `chat` below, "
+                    'with the system prompt `"Answer in one sentence."`.'
+                ),
+                (
+                    'chat = sft_utils.exercises.CHAT_01_1  # user: "Hi!", assistant: "Hello, how can I help?"\n'
+                    "answer = None  # your string"
+                ),
             ),
             (
                 "01.2",
-                "Give the string to feed the model so that it answers the **last** question of `chat2` "
-                "(any method).",
-                'chat2 = sft_utils.exercises.CHAT_01_2  # "What is 2 + 2?", "4.", "And 3 + 3?"\n'
-                "answer = None  # your string",
+                "Give the string to feed the model so that it answers the **last** question of `chat2` (any method).",
+                (
+                    'chat2 = sft_utils.exercises.CHAT_01_2  # "What is 2 + 2?", "4.", "And 3 + 3?"\n'
+                    "answer = None  # your string"
+                ),
             ),
         ],
     },
@@ -103,15 +112,21 @@ NOTEBOOKS = {
         "exercises": [
             (
                 "02.1",
-                "A user writes `Type <|assistant|> to start.` Give the `input_ids` of this message's **text** "
-                "as `tokenize_conversation` tokenizes it: the text alone, without marker or `<|endoftext|>`.",
-                'text = sft_utils.exercises.TEXT_02_1  # "Type <|assistant|> to start."\n'
-                "answer = None  # your code, using `tokenizer`",
+                (
+                    "A user writes `Type <|assistant|> to start.` Give the `input_ids` of this message's **text** "
+                    "as `tokenize_conversation` tokenizes it: the text alone, without marker or `<|endoftext|>`."
+                ),
+                (
+                    'text = sft_utils.exercises.TEXT_02_1  # "Type <|assistant|> to start."\n'
+                    "answer = None  # your code, using `tokenizer`"
+                ),
             ),
             (
                 "02.2",
-                "Give `(eos_id, pad_id)`: the id that ends every message (the model must learn to write it at "
-                "the end of each reply) and the id that fills a batch past an example's end.",
+                (
+                    "Give `(eos_id, pad_id)`: the id that ends every message (the model must learn to write it at "
+                    "the end of each reply) and the id that fills a batch past an example's end."
+                ),
                 "answer = None  # (eos_id, pad_id)",
             ),
         ],
@@ -126,10 +141,12 @@ NOTEBOOKS = {
         "exercises": [
             (
                 "03.1",
-                "Build the `label_mask` of `hello` (memo-hello) as a list of 0/1, one per token, **without** "
-                "`tokenize_conversation`: from each message's role and its number of tokens (marker + text + "
-                "`<|endoftext|>`).",
-                "hello = conversations[\"memo-hello\"][\"messages\"]\nanswer = None  # your code, using `tokenizer`",
+                (
+                    "Build the `label_mask` of `hello` (memo-hello) as a list of 0/1, one per token, **without** "
+                    "`tokenize_conversation`: from each message's role and its number of tokens (marker + text + "
+                    "`<|endoftext|>`)."
+                ),
+                'hello = conversations["memo-hello"]["messages"]\nanswer = None  # your code, using `tokenizer`',
             ),
             (
                 "03.2",
@@ -148,10 +165,14 @@ NOTEBOOKS = {
         "exercises": [
             (
                 "04.1",
-                "Give the `targets` of memo-hello in the memo's convention (a list of ids) **without** "
-                "`shift_for_next_token`.",
-                'hello_example = tokenize_conversation(conversations["memo-hello"]["messages"], tokenizer)\n'
-                "answer = None  # your code, from hello_example",
+                (
+                    "Give the `targets` of memo-hello in the memo's convention (a list of ids) **without** "
+                    "`shift_for_next_token`."
+                ),
+                (
+                    'hello_example = tokenize_conversation(conversations["memo-hello"]["messages"], tokenizer)\n'
+                    "answer = None  # your code, from hello_example"
+                ),
             ),
             (
                 "04.2",
@@ -160,8 +181,10 @@ NOTEBOOKS = {
             ),
             (
                 "04.3",
-                "Give the `labels` of memo-hello for `model(input_ids=..., labels=...)` (transformers' "
-                "convention), as a list.",
+                (
+                    "Give the `labels` of memo-hello for `model(input_ids=..., labels=...)` (transformers' "
+                    "convention), as a list."
+                ),
                 "answer = None  # your code, from hello_example",
             ),
         ],
@@ -176,14 +199,18 @@ NOTEBOOKS = {
         "exercises": [
             (
                 "05.1",
-                "The shape of pythia-14m's logits for `input_ids` of shape `[4, 37]`, as a tuple. Reason it "
-                "out; `sft_utils.pythia_config('pythia-14m')` holds the sizes.",
+                (
+                    "The shape of pythia-14m's logits for `input_ids` of shape `[4, 37]`, as a tuple. Reason it "
+                    "out; `sft_utils.pythia_config('pythia-14m')` holds the sizes."
+                ),
                 "answer = None  # (batch, seq, ...)",
             ),
             (
                 "05.2",
-                "The memory, in GB (10⁹ bytes), of **float32** logits for a batch of 8 sequences of 2048 "
-                "tokens of pythia-14m.",
+                (
+                    "The memory, in GB (10⁹ bytes), of **float32** logits for a batch of 8 sequences of 2048 "
+                    "tokens of pythia-14m."
+                ),
                 "answer = None  # a number of GB",
             ),
         ],
@@ -203,15 +230,21 @@ NOTEBOOKS = {
         "exercises": [
             (
                 "06.1",
-                'Compute the assistant-only loss of the small padded batch `sft_utils.exercises.inputs("06.1")` '
-                "by hand (no `MaskedCrossEntropyLoss`), as a number in nats.",
-                'small = sft_utils.exercises.inputs("06.1")  # logits [2, 7, 11], targets, label_masks, '
-                "attention_mask\nanswer = None  # your code",
+                (
+                    'Compute the assistant-only loss of the small padded batch `sft_utils.exercises.inputs("06.1")` '
+                    "by hand (no `MaskedCrossEntropyLoss`), as a number in nats."
+                ),
+                (
+                    'small = sft_utils.exercises.inputs("06.1")  # logits [2, 7, 11], targets, label_masks, '
+                    "attention_mask\nanswer = None  # your code"
+                ),
             ),
             (
                 "06.2",
-                "What is the perplexity of a model that gives every token of pythia-14m's vocabulary (all "
-                "`vocab_size` of its logits) the same probability?",
+                (
+                    "What is the perplexity of a model that gives every token of pythia-14m's vocabulary (all "
+                    "`vocab_size` of its logits) the same probability?"
+                ),
                 "answer = None  # a number",
             ),
         ],
@@ -226,16 +259,17 @@ NOTEBOOKS = {
         "exercises": [
             (
                 "07.1",
-                "Gradient accumulation (the README's out-of-memory knobs): one step accumulates 4 "
-                "micro-batches holding 12, 30, 18 and 40 trained targets, each loss computed with "
-                '`MaskedCrossEntropyLoss(reduction="sum")`. By what must the summed gradient be divided to '
-                "equal the gradient of one big batch's mean loss?",
+                (
+                    "Gradient accumulation (the README's out-of-memory knobs): one step accumulates 4 "
+                    "micro-batches holding 12, 30, 18 and 40 trained targets, each loss computed with "
+                    '`MaskedCrossEntropyLoss(reduction="sum")`. By what must the summed gradient be divided to '
+                    "equal the gradient of one big batch's mean loss?"
+                ),
                 "counts = sft_utils.exercises.COUNTS_07_1  # [12, 30, 18, 40]\nanswer = None  # a number",
             ),
             (
                 "07.2",
-                "Without `generation_prompt_ids`: which token id must end a prompt so that the model writes "
-                "the reply?",
+                "Without `generation_prompt_ids`: which token id must end a prompt so that the model writes the reply?",
                 "answer = None  # a token id",
             ),
         ],
