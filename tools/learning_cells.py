@@ -25,8 +25,9 @@ from sft_utils.colab import COLAB_CLONE_DIR, badge_markdown
 PREFIX = "i6-"
 TIMES = json.loads((ROOT / "tools" / "learning_cells_run_times.json").read_text())
 
-SETUP = f'''# Set-up. On Google Colab: install sft_utils from the course's repository (once per runtime).
-# Anywhere else this cell only prints: `make lab` (README) has installed everything.
+SETUP = f'''#@title Set-up: installs sft_utils on Colab; elsewhere it only prints {{ display-mode: "form" }}
+# On Google Colab: install sft_utils from the course's repository (once per runtime); Colab shows this cell
+# folded ("form"). Anywhere else this cell only prints: `make lab` (README) has installed everything.
 import sys
 
 REPO_URL = "{REPO_URL}"  # = sft_utils.REPO_URL (tests/test_colab.py checks)
