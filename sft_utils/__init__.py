@@ -11,8 +11,29 @@ oasst                oasst1 trees -> one thread per tree      notebook 07
 trainer, train       the full loop; python -m sft_utils.train notebook 07
 truncation           truncation_report                        notebook 04
 packing              PackedCollator (an option)               notebook 04
+preprocess           preprocess_dataset (datasets.map)        notebook 05
+chunked_loss         select-then-project masked loss          notebook 05
+memory               peak_memory                              notebook 05
+exercises            check(exercise_id, answer)               notebooks 01-07 (their ends)
+check_env            python -m sft_utils.check_env            README
+colab                colab_url(notebook)                      the notebooks' badges
 """
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
+# The one place the repository's address is written. Colab badges and the notebooks' install cells are
+# derived from it; tests/test_colab.py checks that every notebook agrees. (No git remote is configured in
+# this checkout: this is the address the course is published under.)
+REPO_URL = "https://github.com/sft-course/sft-course"
+REPO_BRANCH = "main"
+
+try:
+    __version__ = _version("sft-course")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
+
+from . import exercises  # so that `sft_utils.exercises.check(...)` works after `import sft_utils`
 from .data import course_data_path, load_conversations, shared_data_dir
 from .formatting import ConversationError, format_conversation, normalize_messages, render_message
 from .loss import MaskedCrossEntropyLoss, per_token_nll
@@ -31,6 +52,8 @@ from .truncation import TruncationReport, tokenize_conversations, truncation_rep
 
 __all__ = [
     "IGNORE_INDEX",
+    "REPO_BRANCH",
+    "REPO_URL",
     "ROLE_TOKENS",
     "ROLE_TOKEN_IDS",
     "AssistantOnlyCollator",
@@ -41,6 +64,7 @@ __all__ = [
     "PackedCollator",
     "TruncationReport",
     "course_data_path",
+    "exercises",
     "format_conversation",
     "generation_prompt_ids",
     "labels_from_label_mask",

@@ -94,8 +94,7 @@ def test_each_segment_sees_only_itself_with_either_attention(tokenizer, course_c
 @pytest.mark.parametrize("full_logits", [False, True], ids=["chunked", "full-logits"])
 def test_evaluate_takes_a_packed_batch(tokenizer, tiny_model, course_conversations, monkeypatch, full_logits):
     """Both loss paths pass position_ids: evaluating packed rows = evaluating the conversations apart."""
-    from sft_utils import AssistantOnlyCollator, tokenize_conversation
-    from sft_utils import training
+    from sft_utils import AssistantOnlyCollator, tokenize_conversation, training
     from sft_utils.training import evaluate
 
     monkeypatch.setattr(training, "FULL_LOGITS", full_logits)

@@ -11,11 +11,14 @@ def ruff(*args):
     return subprocess.run([sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True, check=False)
 
 
+CODE_DIRS = ("sft_utils", "tests", "benchmarks", "notebooks/solutions", "tools")
+
+
 def test_ruff_check_passes():
-    result = ruff("check", "sft_utils", "tests", "benchmarks")
+    result = ruff("check", *CODE_DIRS)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_format_is_applied():
-    result = ruff("format", "--check", "sft_utils", "tests", "benchmarks")
-    assert result.returncode == 0, "run `ruff format sft_utils tests benchmarks`:\n" + result.stdout + result.stderr
+    result = ruff("format", "--check", *CODE_DIRS)
+    assert result.returncode == 0, f"run `ruff format {' '.join(CODE_DIRS)}`:\n" + result.stdout + result.stderr

@@ -1,0 +1,23 @@
+"""Solutions to notebook 04_shift's exercises."""
+
+import sft_utils
+
+
+def _hello():
+    tokenizer = sft_utils.load_tokenizer(verbose=False)
+    conversations = {c["id"]: c for c in sft_utils.load_conversations(sft_utils.course_data_path())}
+    return sft_utils.tokenize_conversation(conversations["memo-hello"]["messages"], tokenizer)
+
+
+def ex_04_1() -> list[int]:
+    return _hello()["input_ids"][1:]  # the next token at every position
+
+
+def ex_04_2() -> list[bool]:
+    return _hello()["label_mask"][1:]  # moves with the targets
+
+
+def ex_04_3() -> list[int]:
+    example = _hello()
+    # Not shifted: model(labels=...) shifts inside its loss. -100 = ignore_index.
+    return [i if on else -100 for i, on in zip(example["input_ids"], example["label_mask"])]

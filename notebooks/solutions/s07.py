@@ -1,0 +1,13 @@
+"""Solutions to notebook 07_finetune_pythia's exercises."""
+
+import sft_utils
+from sft_utils.exercises import COUNTS_07_1
+
+
+def ex_07_1() -> int:
+    return sum(COUNTS_07_1)  # the step's trained targets: same gradient as one big batch
+
+
+def ex_07_2() -> int:
+    tokenizer = sft_utils.load_tokenizer(verbose=False)
+    return tokenizer.convert_tokens_to_ids("<|assistant|>")  # 50280

@@ -1,0 +1,364 @@
+"""Write the learning cells of every notebook: at the top the Colab badge, goals, prerequisites, run time,
+the Colab set-up cell and the version cell; at the end the exercises and the links onward.
+
+    python tools/learning_cells.py       # then re-execute the notebooks whose code cells changed
+
+Run it after changing ``sft_utils.REPO_URL``, a run time (``learning_cells_run_times.json``) or an exercise.
+Idempotent: only cells whose id starts with ``i6-`` (issue 6 added them) are rewritten; an unchanged code
+cell keeps its outputs, and no other cell is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sft_utils import REPO_URL
+from sft_utils.colab import COLAB_CLONE_DIR, badge_markdown
+
+PREFIX = "i6-"
+TIMES = json.loads((ROOT / "tools" / "learning_cells_run_times.json").read_text())
+
+SETUP = f'''#@title Set-up: installs sft_utils on Colab; elsewhere it only prints {{ display-mode: "form" }}
+# On Google Colab: install sft_utils from the course's repository (once per runtime); Colab shows this cell
+# folded ("form"). Anywhere else this cell only prints: `make lab` (README) has installed everything.
+import sys
+
+REPO_URL = "{REPO_URL}"  # = sft_utils.REPO_URL (tests/test_colab.py checks)
+if "google.colab" in sys.modules:
+    import importlib.metadata
+    import os
+    import subprocess
+
+    def installed(name):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    repo = "{COLAB_CLONE_DIR}"
+    if not os.path.isdir(repo):  # a clone, not a bare pip install: the notebooks read its data/ folder
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", REPO_URL, repo], check=True)
+    watched = ["torch", "numpy", "transformers", "tokenizers", "matplotlib", "tqdm", "ipywidgets"]
+    before = {{name: installed(name) for name in watched}}
+    if installed("sft-course") is None:
+        # Colab's own torch and numpy (CUDA builds) are required at their installed versions: pip keeps them.
+        keep = [f"{{name}}=={{before[name]}}" for name in ("torch", "numpy") if before[name]]
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", repo, *keep], check=True)
+    sys.path.insert(0, repo)  # importable now; after a restart the editable install is found by itself
+    changed = [name for name in watched if installed(name) != before[name] and name in sys.modules]
+    if changed:
+        print("pip changed", ", ".join(changed), "which this runtime had already imported.")
+        print("RESTART NEEDED: Runtime > Restart session, then run the notebook again from the top.")
+    else:
+        print("sft_utils is installed from", REPO_URL, "- no restart needed.")
+else:
+    print("Not on Colab: nothing to install.")'''
+
+VERSIONS = """# NBVAL_IGNORE_OUTPUT
+import platform
+
+import torch
+import transformers
+
+import sft_utils
+
+print(f"python {platform.python_version()} | torch {torch.__version__} | transformers {transformers.__version__} "
+      f"| sft_utils {sft_utils.__version__}")
+print("device:", f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu")"""
+
+NOTEBOOKS = {
+    "01_format": {
+        "learn": [
+            "turn a conversation into Open-Assistant's string: a role marker, the text and `<|endoftext|>` per message;",
+            "add a system prompt and read the ecosystem's `user` / `content` form;",
+            "open the assistant's turn for generation, and see which conversations are refused, and why.",
+        ],
+        "prereq": "Python (lists, dicts, strings). No machine learning yet.",
+        "exercises": [
+            (
+                "01.1",
+                (
+                    "Write **by hand** (without `format_conversation`) the string of the conversation `chat` below, "
+                    'with the system prompt `"Answer in one sentence."`.'
+                ),
+                (
+                    'chat = sft_utils.exercises.CHAT_01_1  # user: "Hi!", assistant: "Hello, how can I help?"\n'
+                    "answer = None  # your string"
+                ),
+            ),
+            (
+                "01.2",
+                "Give the string to feed the model so that it answers the **last** question of `chat2` (any method).",
+                (
+                    'chat2 = sft_utils.exercises.CHAT_01_2  # "What is 2 + 2?", "4.", "And 3 + 3?"\n'
+                    "answer = None  # your string"
+                ),
+            ),
+        ],
+    },
+    "02_tokenize": {
+        "learn": [
+            "load Pythia's tokenizer (from the hub, or the offline copy) and read `input_ids` and `attention_mask`;",
+            "know the role tokens' fixed ids (`<|prompter|>` = 50279) and why padding is not `<|endoftext|>`;",
+            "keep a marker that a user *typed* as plain text.",
+        ],
+        "prereq": "notebook 01. What a token is helps, but is explained here.",
+        "exercises": [
+            (
+                "02.1",
+                (
+                    "A user writes `Type <|assistant|> to start.` Give the `input_ids` of this message's **text** "
+                    "as `tokenize_conversation` tokenizes it: the text alone, without marker or `<|endoftext|>`."
+                ),
+                (
+                    'text = sft_utils.exercises.TEXT_02_1  # "Type <|assistant|> to start."\n'
+                    "answer = None  # your code, using `tokenizer`"
+                ),
+            ),
+            (
+                "02.2",
+                (
+                    "Give `(eos_id, pad_id)`: the id that ends every message (the model must learn to write it at "
+                    "the end of each reply) and the id that fills a batch past an example's end."
+                ),
+                "answer = None  # (eos_id, pad_id)",
+            ),
+        ],
+    },
+    "03_mask": {
+        "learn": [
+            "give every token its `message_indices` and `label_mask`;",
+            "explain why the reply's marker and closing `<|endoftext|>` are trained;",
+            "check a mask by decoding the trained tokens.",
+        ],
+        "prereq": "notebooks 01–02.",
+        "exercises": [
+            (
+                "03.1",
+                (
+                    "Build the `label_mask` of `hello` (memo-hello) as a list of 0/1, one per token, **without** "
+                    "`tokenize_conversation`: from each message's role and its number of tokens (marker + text + "
+                    "`<|endoftext|>`)."
+                ),
+                'hello = conversations["memo-hello"]["messages"]\nanswer = None  # your code, using `tokenizer`',
+            ),
+            (
+                "03.2",
+                "How many tokens of the riddle conversation (`memo-riddle`) are trained? Any method.",
+                "answer = None  # a number",
+            ),
+        ],
+    },
+    "04_shift": {
+        "learn": [
+            "build next-token `targets` and move the label mask with them (`label_masks`);",
+            "pad a batch by length, and write the same training signal as `labels` with -100;",
+            "recognise the shifted-twice bug.",
+        ],
+        "prereq": "notebook 03; PyTorch tensors (indexing, shapes).",
+        "exercises": [
+            (
+                "04.1",
+                (
+                    "Give the `targets` of memo-hello in the memo's convention (a list of ids) **without** "
+                    "`shift_for_next_token`."
+                ),
+                (
+                    'hello_example = tokenize_conversation(conversations["memo-hello"]["messages"], tokenizer)\n'
+                    "answer = None  # your code, from hello_example"
+                ),
+            ),
+            (
+                "04.2",
+                "Give the `label_masks` that go with those targets (a list of 0/1 or bools).",
+                "answer = None  # your code, from hello_example",
+            ),
+            (
+                "04.3",
+                (
+                    "Give the `labels` of memo-hello for `model(input_ids=..., labels=...)` (transformers' "
+                    "convention), as a list."
+                ),
+                "answer = None  # your code, from hello_example",
+            ),
+        ],
+    },
+    "05_project": {
+        "learn": [
+            "find the output head of a GPT-NeoX model and read logits `[batch, seq, vocab_size]`;",
+            "estimate how much memory the logits take, and why they can outgrow the model;",
+            "read `argmax` over the vocabulary as next-token classification.",
+        ],
+        "prereq": "notebook 04; `torch.nn.Linear`.",
+        "exercises": [
+            (
+                "05.1",
+                (
+                    "The shape of pythia-14m's logits for `input_ids` of shape `[4, 37]`, as a tuple. Reason it "
+                    "out; `sft_utils.pythia_config('pythia-14m')` holds the sizes."
+                ),
+                "answer = None  # (batch, seq, ...)",
+            ),
+            (
+                "05.2",
+                (
+                    "The memory, in GB (10⁹ bytes), of **float32** logits for a batch of 8 sequences of 2048 "
+                    "tokens of pythia-14m."
+                ),
+                "answer = None  # a number of GB",
+            ),
+        ],
+    },
+    "06_masked_loss": {
+        "learn": [
+            "compute the cross-entropy over the trained targets only, in three stages;",
+            "check it against `F.cross_entropy(ignore_index=-100)` and the model's own loss;",
+            "compare it with plain SFT, and read a loss as a perplexity.",
+        ],
+        "prereq": "notebook 05; log-softmax and cross-entropy help, and are shown.",
+        "exercises_intro": (
+            "**Perplexity** is `exp(loss)`, the loss in nats per trained token: a model with perplexity 20 "
+            "is as unsure as a uniform pick among 20 tokens. It is how language-model losses are often "
+            "reported (lower is better)."
+        ),
+        "exercises": [
+            (
+                "06.1",
+                (
+                    'Compute the assistant-only loss of the small padded batch `sft_utils.exercises.inputs("06.1")` '
+                    "by hand (no `MaskedCrossEntropyLoss`), as a number in nats."
+                ),
+                (
+                    'small = sft_utils.exercises.inputs("06.1")  # logits [2, 7, 11], targets, label_masks, '
+                    "attention_mask\nanswer = None  # your code"
+                ),
+            ),
+            (
+                "06.2",
+                (
+                    "What is the perplexity of a model that gives every token of pythia-14m's vocabulary (all "
+                    "`vocab_size` of its logits) the same probability?"
+                ),
+                "answer = None  # a number",
+            ),
+        ],
+    },
+    "07_finetune_pythia": {
+        "learn": [
+            "write one training step: forward, masked loss, backward, gradient clipping, AdamW;",
+            "run a loop that reports the loss on training and held-out conversations;",
+            "prompt the model for a reply that stops at `<|endoftext|>`.",
+        ],
+        "prereq": "notebooks 01–06. A GPU for real sizes (a Colab T4 is enough); a CPU runs the smoke mode.",
+        "exercises": [
+            (
+                "07.1",
+                (
+                    "Gradient accumulation (the README's out-of-memory knobs): one step accumulates 4 "
+                    "micro-batches holding 12, 30, 18 and 40 trained targets, each loss computed with "
+                    '`MaskedCrossEntropyLoss(reduction="sum")`. By what must the summed gradient be divided to '
+                    "equal the gradient of one big batch's mean loss?"
+                ),
+                "counts = sft_utils.exercises.COUNTS_07_1  # [12, 30, 18, 40]\nanswer = None  # a number",
+            ),
+            (
+                "07.2",
+                "Without `generation_prompt_ids`: which token id must end a prompt so that the model writes the reply?",
+                "answer = None  # a token id",
+            ),
+        ],
+    },
+}
+
+ORDER = list(NOTEBOOKS)
+
+
+TITLES = {
+    "01_format": "01 · Format",
+    "02_tokenize": "02 · Tokenize",
+    "03_mask": "03 · Mask",
+    "04_shift": "04 · Shift",
+    "05_project": "05 · Project",
+    "06_masked_loss": "06 · Masked loss",
+    "07_finetune_pythia": "07 · Fine-tune Pythia",
+}
+
+
+def title(name: str) -> str:
+    return TITLES[name]
+
+
+def top_cells(name: str) -> list:
+    info, times = NOTEBOOKS[name], TIMES[name]
+    learn = "\n".join(f"- {line}" for line in info["learn"])
+    intro = f"""{badge_markdown(f"notebooks/{name}.ipynb")} &nbsp; [course map](../README.md#course-map) · [glossary](../docs/glossary.md)
+
+**What you will learn**
+
+{learn}
+
+**Prerequisites:** {info["prereq"]}
+
+**Run time:** {times["cpu"]} · {times["gpu"]}. On Colab, run the set-up cell below first."""
+    return [
+        nbformat.v4.new_markdown_cell(intro, id=f"{PREFIX}intro"),
+        nbformat.v4.new_code_cell(SETUP, id=f"{PREFIX}setup"),
+        nbformat.v4.new_code_cell(VERSIONS, id=f"{PREFIX}versions"),
+    ]
+
+
+def end_cells(name: str) -> list:
+    info = NOTEBOOKS[name]
+    number = name[:2]
+    head = (
+        "## Exercises\n\n"
+        "Run the notebook from the top first (the exercises use its variables). Then replace `None` with your "
+        "answer and run the cell: the check says whether it is right and why, without giving the answer away. "
+        "Stuck? The solutions are in "
+        f"[solutions/s{number}.py](solutions/s{number}.py)."
+    )
+    if "exercises_intro" in info:
+        head += "\n\n" + info["exercises_intro"]
+    cells = [nbformat.v4.new_markdown_cell(head, id=f"{PREFIX}exercises")]
+    for exercise_id, task, code in info["exercises"]:
+        slug = exercise_id.replace(".", "-")
+        cells.append(nbformat.v4.new_markdown_cell(f"**Exercise {exercise_id}.** {task}", id=f"{PREFIX}task-{slug}"))
+        source = f'{code}\nsft_utils.exercises.check("{exercise_id}", answer)'
+        cells.append(nbformat.v4.new_code_cell(source, id=f"{PREFIX}exercise-{slug}"))
+    index = ORDER.index(name)
+    if index + 1 < len(ORDER):
+        following = ORDER[index + 1]
+        nxt = f"**Next:** [{title(following)}]({following}.ipynb)"
+    else:
+        nxt = (
+            "**You have finished the course.** Next steps: fine-tune on Open-Assistant's oasst1 on a GPU, and "
+            "compare the assistant-only loss with plain SFT on the same data"
+        )
+    links = f"{nxt} · [course map](../README.md#course-map) · [glossary](../docs/glossary.md)"
+    cells.append(nbformat.v4.new_markdown_cell(links, id=f"{PREFIX}next"))
+    return cells
+
+
+def main() -> None:
+    for name in NOTEBOOKS:
+        path = ROOT / "notebooks" / f"{name}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        kept = [c for c in nb.cells if not c.get("id", "").startswith(PREFIX)]
+        # An unchanged code cell keeps its outputs: only notebooks whose new code changed need re-executing.
+        old = {c.id: c for c in nb.cells if c.get("id", "").startswith(PREFIX)}
+        new = [old[c.id] if c.id in old and old[c.id].source == c.source else c for c in top_cells(name)]
+        end = [old[c.id] if c.id in old and old[c.id].source == c.source else c for c in end_cells(name)]
+        nb.cells = new + kept + end
+        nbformat.write(nb, path)
+        print(f"{path.name}: {len(kept)} cells kept, {len(nb.cells) - len(kept)} added")
+
+
+if __name__ == "__main__":
+    main()
