@@ -112,9 +112,14 @@ def masked_loss_sum(
         return chunked_masked_cross_entropy(hidden, head.weight, targets, mask, bias=head.bias, chunk_rows=chunk_rows)
 
 
-def train_step(model, batch: dict, optimizer, *, max_grad_norm: float = 1.0) -> float:
+def train_step(
+    model, batch: dict, optimizer, *, max_grad_norm: float = 1.0, full_logits: bool | None = None
+) -> float:
     """One optimizer step on the batch's mean trained-token loss (memo step 6); returns that loss in nats
-    per trained token. Gradients are clipped to a global norm of ``max_grad_norm``.
+    per trained token. Gradients are clipped to a global norm of ``max_grad_norm``. The loss comes from
+    :func:`masked_loss_sum` (chunked by default; ``full_logits=True`` is the memo's path, the one notebook
+    07 builds in view: the two agree to float32 rounding, which AdamW's first step can magnify on
+    near-zero gradients).
 
     A batch without trained targets returns 0.0 and changes nothing (AdamW would still move the weights
     through its momentum and weight decay). Raises ValueError for anything but a shifted batch.
@@ -123,7 +128,7 @@ def train_step(model, batch: dict, optimizer, *, max_grad_norm: float = 1.0) -> 
     if not batch["label_masks"].any():
         return 0.0
     model.train()
-    loss_sum, count = masked_loss_sum(model, batch)
+    loss_sum, count = masked_loss_sum(model, batch, full_logits=full_logits)
     loss = loss_sum / count
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
