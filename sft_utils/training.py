@@ -112,9 +112,7 @@ def masked_loss_sum(
         return chunked_masked_cross_entropy(hidden, head.weight, targets, mask, bias=head.bias, chunk_rows=chunk_rows)
 
 
-def train_step(
-    model, batch: dict, optimizer, *, max_grad_norm: float = 1.0, full_logits: bool | None = None
-) -> float:
+def train_step(model, batch: dict, optimizer, *, max_grad_norm: float = 1.0, full_logits: bool | None = None) -> float:
     """One optimizer step on the batch's mean trained-token loss (memo step 6); returns that loss in nats
     per trained token. Gradients are clipped to a global norm of ``max_grad_norm``. The loss comes from
     :func:`masked_loss_sum` (chunked by default; ``full_logits=True`` is the memo's path, the one notebook
