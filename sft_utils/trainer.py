@@ -169,7 +169,7 @@ def accumulate_gradients(model, micro_batches: list[dict], accelerator=None) -> 
         last = i == len(micro_batches) - 1
         sync = contextlib.nullcontext() if last or accelerator is None else accelerator.no_sync(model)
         with sync:
-            loss_sum, _ = masked_loss_sum(model, batch)
+            loss_sum, _ = masked_loss_sum(model, batch, full_logits=_sharded(accelerator) or None)
             scaled = loss_sum * (processes / count)
             accelerator.backward(scaled) if accelerator is not None else scaled.backward()
         total += loss_sum.detach().float().cpu()
@@ -201,7 +201,8 @@ def evaluate_assistant_loss(model, batches: list[dict], accelerator=None) -> flo
     model.eval()
     total, count = torch.zeros((), dtype=torch.float64), 0
     for batch in batches[rank::processes]:
-        loss_sum, n = masked_loss_sum(model, move_batch(batch, next(model.parameters()).device))
+        batch = move_batch(batch, next(model.parameters()).device)
+        loss_sum, n = masked_loss_sum(model, batch, full_logits=_sharded(accelerator) or None)
         total, count = total + loss_sum.double().cpu(), count + n
     model.train(was_training)
     if processes > 1:

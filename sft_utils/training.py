@@ -97,18 +97,27 @@ def masked_loss_sum(
     trained rows, ``chunk_rows`` at a time (notebook 05). ``full_logits=True`` (or the module switch
     ``FULL_LOGITS = True``) takes the reference path: ``model(…).logits`` then
     :class:`sft_utils.MaskedCrossEntropyLoss`. Both give the same sum and gradients (tests, 1e-6 in
-    float32), under the same :func:`autocast_for`. Raises ValueError for anything but a shifted batch.
+    float32), under the same :func:`autocast_for`. The chunked path reads the head's weight outside the
+    forward, which FSDP's sharded weights do not allow: ``sft_utils.trainer`` takes the full-logits path under
+    FSDP. Raises ValueError for anything but a shifted batch.
     """
     _check_shifted_batch(batch)
     targets, mask = batch["targets"], batch["label_masks"]
     if FULL_LOGITS if full_logits is None else full_logits:
         return _sum_loss(forward_logits(model, batch), targets, mask), int(mask.sum())
     with autocast_for(batch["input_ids"].device):
-        # model.base_model is the transformer without its head (gpt_neox), in transformers 4 and 5.
-        hidden = model.base_model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False, **_positions(batch)
-        ).last_hidden_state
-        head = output_head(model)
+        # Through the model's own forward, so that a DDP wrapper sees it, asking for the hidden states and for
+        # the logits of one position only (logits_to_keep=1): the [B, T, vocab] logits are never built. The
+        # last hidden state is the final layer norm's output, the head's input (transformers 4.57 and 5.x).
+        hidden = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            output_hidden_states=True,
+            logits_to_keep=1,
+            use_cache=False,
+            **_positions(batch),
+        ).hidden_states[-1]
+        head = output_head(getattr(model, "module", model))  # DDP keeps the model in .module
         return chunked_masked_cross_entropy(hidden, head.weight, targets, mask, bias=head.bias, chunk_rows=chunk_rows)
 
 

@@ -119,8 +119,14 @@ def test_constructor_errors(tokenizer, course_conversations):
 
 
 def test_bare_message_lists_are_named_by_position(tokenizer):
+    viewer = MaskViewer([[{"role": "prompter", "text": "Hi"}, {"role": "assistant", "text": "Hello"}]], tokenizer)
+    assert viewer.picker.value == "conversation 0" and len(chip_classes(viewer)) == 6
+
+
+def test_a_conversation_without_reply_shows_the_error_instead_of_chips(tokenizer):
     viewer = MaskViewer([[{"role": "prompter", "text": "Hi"}]], tokenizer)
-    assert viewer.picker.value == "conversation 0" and len(chip_classes(viewer)) == 3
+    assert chip_classes(viewer) == []
+    assert "conversation 0" in viewer.html.value and "no assistant message" in viewer.html.value
 
 
 def test_static_html_beside_the_widget_view_survives_cleaning(viewer):
