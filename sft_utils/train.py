@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -56,7 +57,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-conversations", type=int, help="use at most this many training conversations")
     parser.add_argument("--history-json", type=Path, help="also write the loss history here")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.max_conversations is not None and args.max_conversations < 1:
+        parser.error(f"--max-conversations must be >= 1, got {args.max_conversations}")
+    if not 0 < args.validation_fraction < 1:
+        parser.error(f"--validation-fraction must be between 0 and 1, got {args.validation_fraction}")
+    try:
+        args.config = config_from_args(args)
+    except ValueError as error:  # TrainConfig.check: name the option as it is typed
+        name = str(error).split(" ", 1)[0]
+        parser.error(f"--{name.replace('_', '-')}{str(error)[len(name) :]}")
+    return args
 
 
 def config_from_args(args) -> TrainConfig:
@@ -85,14 +96,18 @@ def main(argv=None) -> int:
     from accelerate import PartialState
 
     args = parse_args(argv)
-    config = config_from_args(args)
+    config = args.config
     main_process = PartialState(cpu=not torch.cuda.is_available()).is_main_process
     say = print if main_process else (lambda *a, **k: None)
-    train_set, valid_set, source = load_data(args)
-    say(f"data: {source}\n{len(train_set)} training, {len(valid_set)} validation conversations")
-    tokenizer = load_tokenizer(verbose=main_process)
-    model = load_model(config.model, seed=config.seed, verbose=main_process)
-    model, history = train(config, model, tokenizer, train_set, valid_set, progress=not args.no_progress)
+    try:  # a bad --data file, --model name or data without trained tokens: one line, no traceback
+        train_set, valid_set, source = load_data(args)
+        say(f"data: {source}\n{len(train_set)} training, {len(valid_set)} validation conversations")
+        tokenizer = load_tokenizer(verbose=main_process)
+        model = load_model(config.model, seed=config.seed, verbose=main_process)
+        model, history = train(config, model, tokenizer, train_set, valid_set, progress=not args.no_progress)
+    except (ValueError, OSError) as error:  # ConversationError is a ValueError
+        print(f"python -m sft_utils.train: error: {error}", file=sys.stderr)
+        return 2
     say(
         f"{config.steps} steps, {history['processes']} process(es), {history['precision']}, "
         f"{history['seconds']:.1f} s; padding {history['padding_share']:.1%}; "
