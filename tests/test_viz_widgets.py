@@ -95,6 +95,20 @@ def test_parse_typed_conversation_errors():
         parse_typed_conversation("  \n")
     with pytest.raises(ConversationError, match="typed conversation: not valid JSON"):
         parse_typed_conversation("[{")
+    with pytest.raises(ConversationError, match="start a plain first line with another character"):
+        parse_typed_conversation("[joke] Tell me one.\nNo.")
+    with pytest.raises(ConversationError, match="a JSON object needs a 'messages' list"):
+        parse_typed_conversation('{"id": "x"}')
+
+
+def test_one_typed_line_asks_for_the_reply(viewer):
+    """Before: "no assistant message ... use generation_prompt_ids", which a learner at the text box cannot act on."""
+    with pytest.raises(ConversationError, match="one line is the prompter's message only.*next line"):
+        parse_typed_conversation("What is 2 + 2?")
+    # The whole Open-Assistant string typed on one line: its markers are text, and the viewer says so.
+    viewer.text.value = "<|prompter|>Hi<|endoftext|><|assistant|>Hello<|endoftext|>"
+    assert "one line is the prompter&#x27;s message only" in viewer.html.value
+    assert "markers typed in a line (&lt;|prompter|&gt;, &lt;|assistant|&gt;) stay plain text" in viewer.html.value
 
 
 def test_loss_view_matches_cross_entropy(tokenizer, course_conversations, tiny_model, riddle):

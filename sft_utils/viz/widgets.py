@@ -15,7 +15,7 @@ import json
 import ipywidgets as widgets
 
 from ..data import course_data_path, load_conversations
-from ..formatting import ASSISTANT, PROMPTER, ConversationError, normalize_messages
+from ..formatting import ASSISTANT, PROMPTER, ROLE_MARKERS, ConversationError, normalize_messages
 from ..masking import tokenize_conversation
 from .chips import shifted_chips, token_chips
 
@@ -31,7 +31,8 @@ def parse_typed_conversation(text: str) -> list[dict]:
     list, as one line of ``data/conversations.jsonl``); or plain lines, one message a line, alternating
     prompter, assistant, prompter, … (blank lines are skipped; write ``\\n`` for a newline inside a message).
 
-    Raises ConversationError (naming the typed conversation) on empty text, invalid JSON or invalid messages.
+    Raises ConversationError (naming the typed conversation) on empty text, invalid JSON, a JSON object
+    without ``messages``, a single plain line (a prompt without a reply), or invalid messages.
     """
     text = text.strip()
     if not text:
@@ -40,10 +41,22 @@ def parse_typed_conversation(text: str) -> list[dict]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ConversationError(f"typed conversation: not valid JSON ({e.msg}, line {e.lineno})") from None
+            raise ConversationError(
+                f"typed conversation: not valid JSON ({e.msg}, line {e.lineno}); text that starts with [ or {{ "
+                "is read as JSON, so start a plain first line with another character"
+            ) from None
+        if isinstance(data, dict) and "messages" not in data:
+            raise ConversationError("typed conversation: a JSON object needs a 'messages' list")
         messages = data.get("messages") if isinstance(data, dict) else data
     else:
         lines = [line.strip().replace("\\n", "\n") for line in text.splitlines() if line.strip()]
+        if len(lines) == 1:  # else "no assistant message" from tokenize_conversation, about generation prompts
+            markers = [m for m in ROLE_MARKERS.values() if m in lines[0]]
+            typed = f"; markers typed in a line ({', '.join(markers)}) stay plain text" if markers else ""
+            raise ConversationError(
+                "typed conversation: one line is the prompter's message only; write the assistant's reply on the "
+                f"next line (one message a line){typed}"
+            )
         messages = [{"role": (PROMPTER, ASSISTANT)[i % 2], "text": line} for i, line in enumerate(lines)]
     return normalize_messages(messages, conversation_id="typed")
 
