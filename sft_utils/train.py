@@ -37,7 +37,8 @@ def smoke_mode() -> bool:
 
 def parse_args(argv=None) -> argparse.Namespace:
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(prog="python -m sft_utils.train", description=__doc__.splitlines()[0])
+    summary = __doc__.splitlines()[0].replace("``", "")  # the docstring's reST quotes read as noise in --help
+    parser = argparse.ArgumentParser(prog="python -m sft_utils.train", description=summary)
     parser.add_argument("--model", help=f"hub name or folder (default {defaults.model}; smoke: pythia-14m)")
     parser.add_argument("--steps", type=int, help="optimizer steps")
     parser.add_argument("--batch-size", type=int, help="conversations per micro-batch and process")
@@ -46,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup-steps", type=int, help="linear warm-up steps before the cosine decay")
     parser.add_argument("--max-length", type=int, help="tokens per conversation (longer ones are cut)")
     parser.add_argument("--precision", choices=PRECISIONS, help="auto: bf16 / fp16 on a GPU, fp32 on a CPU")
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--seed", type=int, help="data order, and the weights when they are random (default 0)")
     parser.add_argument("--eval-every", type=int, help="optimizer steps between validations")
     parser.add_argument("--loss", choices=("masked", "plain"), help="assistant tokens only, or every token")
     parser.add_argument("--output-dir", help="checkpoint folder ('' to save nothing)")
