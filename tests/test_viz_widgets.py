@@ -161,3 +161,21 @@ def test_static_html_beside_the_widget_view_survives_cleaning(viewer):
     assert [set(o["data"]) for o in nb.cells[0].outputs] == [{"text/plain", "text/html"}]
     assert nb.cells[0].outputs[0]["data"]["text/html"] == viewer.html.value
     assert problems(nb) == []
+
+
+def test_one_conversation_instead_of_a_list_is_refused(tokenizer, course_conversations):
+    """Before: a dict was iterated as its keys, a message list as one conversation per message: error chips
+    about 'conversation 0' that did not say what was wrong."""
+    with pytest.raises(TypeError, match=r"for a single one, pass \[conversation\]"):
+        MaskViewer(course_conversations[0], tokenizer)
+    with pytest.raises(TypeError, match=r"the messages of one conversation; pass \[messages\]"):
+        MaskViewer(course_conversations[0]["messages"], tokenizer)
+
+
+def test_conversations_sharing_an_id_stay_apart(tokenizer, course_conversations):
+    """Before: the second replaced the first under one name, listed twice in the picker."""
+    first, second = course_conversations[:2]
+    viewer = MaskViewer([first, {**second, "id": first["id"]}], tokenizer)
+    assert [value for _, value in viewer.picker.options] == [first["id"], f"{first['id']} (2)", "typed"]
+    viewer.picker.value = f"{first['id']} (2)"
+    assert viewer._messages == second["messages"]

@@ -62,13 +62,26 @@ def parse_typed_conversation(text: str) -> list[dict]:
 
 
 def _named(conversations) -> list[tuple[str, list]]:
-    """(name, messages) pairs from loaded conversations (dicts with ``messages``) or bare message lists."""
-    named = []
+    """(name, messages) pairs from loaded conversations (dicts with ``messages``) or bare message lists.
+
+    A name used twice gets `` (2)``, `` (3)`` …, so that every conversation stays reachable from the picker.
+    Raises TypeError for one conversation passed where a list of them is expected."""
+    if isinstance(conversations, (str, bytes, dict)):
+        raise TypeError(
+            f"conversations must be a list of conversations, got {type(conversations).__name__}; "
+            "for a single one, pass [conversation]"
+        )
+    conversations = list(conversations)
+    if conversations and all(isinstance(c, dict) and "role" in c for c in conversations):
+        raise TypeError("conversations look like the messages of one conversation; pass [messages]")
+    named, seen = [], {}
     for i, c in enumerate(conversations):
         if isinstance(c, dict) and "messages" in c:
-            named.append((str(c.get("id", f"conversation {i}")), c["messages"]))
+            name, messages = str(c.get("id", f"conversation {i}")), c["messages"]
         else:
-            named.append((f"conversation {i}", c))
+            name, messages = f"conversation {i}", c
+        seen[name] = seen.get(name, 0) + 1
+        named.append((name if seen[name] == 1 else f"{name} ({seen[name]})", messages))
     return named
 
 
@@ -89,7 +102,8 @@ class MaskViewer(widgets.VBox):
     ``view`` (ToggleButtons), ``max_length`` (IntSlider, 1 … number of tokens), ``html`` (HTML widget
     holding :meth:`to_html`).
 
-    Raises ValueError on an empty list of conversations or an unknown ``selected`` / ``view``.
+    Raises ValueError on an empty list of conversations or an unknown ``selected`` / ``view``; TypeError for
+    a single conversation (a dict, or one list of messages) where the list of conversations goes.
     """
 
     def __init__(self, conversations=None, tokenizer=None, *, model=None, selected=None, view="label_mask"):
