@@ -75,12 +75,15 @@ def tokenize_packed(conversations, tokenizer, *, max_length: int | None = None, 
     Raises:
         ConversationError: a conversation that breaks the rules of ``normalize_messages``, or that has no
             assistant message (as ``tokenize_conversation``), named by its id.
-        ValueError: a bad ``max_length``, or a tokenizer without the role tokens.
+        ValueError: a bad ``max_length``, ``conversation_ids`` of another length than ``conversations``, or a
+            tokenizer without the role tokens.
         TypeError: a slow tokenizer.
     """
     _check_max_length(max_length)
     if conversation_ids is None:
         conversation_ids = range(len(conversations))
+    elif len(conversation_ids) != len(conversations):  # zip would silently drop the conversations past the ids
+        raise ValueError(f"{len(conversation_ids)} conversation_ids for {len(conversations)} conversations")
     normalized = [
         require_reply(normalize_messages(m, conversation_id=cid), cid)
         for m, cid in zip(conversations, conversation_ids)

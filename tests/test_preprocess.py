@@ -164,3 +164,10 @@ def test_rows_arrow_cannot_store_are_named(tokenizer, text, problem):
 def test_a_dataset_of_the_wrong_kind_is_refused(tokenizer, dataset, problem):
     with pytest.raises(TypeError, match=problem):
         preprocess_dataset(dataset, tokenizer, desc=None)
+
+
+def test_ids_of_another_length_are_refused(tokenizer):
+    """Before: three conversations with one id gave one example, the other two silently dropped."""
+    conversation = [{"role": "prompter", "text": "Hi"}, {"role": "assistant", "text": "Yo"}]
+    with pytest.raises(ValueError, match="1 conversation_ids for 3 conversations"):
+        tokenize_conversations([conversation] * 3, tokenizer, conversation_ids=["a"])
