@@ -54,14 +54,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny CPU run (also with SFT_SMOKE=1 or no GPU)")
     parser.add_argument("--data", type=Path, help="a JSONL of conversations instead of oasst1")
     parser.add_argument("--lang", default="en", help="oasst1 language ('' for all)")
-    parser.add_argument("--validation-fraction", type=float, default=0.05, help="share of trees held out")
+    parser.add_argument(
+        "--validation-fraction", type=float, help="share of trees held out (default 0.05; offline fallback 0.25)"
+    )
     parser.add_argument("--max-conversations", type=int, help="use at most this many training conversations")
     parser.add_argument("--history-json", type=Path, help="also write the loss history here")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args = parser.parse_args(argv)
     if args.max_conversations is not None and args.max_conversations < 1:
         parser.error(f"--max-conversations must be >= 1, got {args.max_conversations}")
-    if not 0 < args.validation_fraction < 1:
+    if args.validation_fraction is not None and not 0 < args.validation_fraction < 1:
         parser.error(f"--validation-fraction must be between 0 and 1, got {args.validation_fraction}")
     try:
         args.config = config_from_args(args)
@@ -82,14 +84,13 @@ def config_from_args(args) -> TrainConfig:
 
 def load_data(args):
     """(train, validation, source) conversations from ``--data`` or oasst1 (hub, else offline fallback)."""
+    fraction = args.validation_fraction
     if args.data is None:
-        return load_oasst1_conversations(
-            lang=args.lang or None,
-            validation_fraction=args.validation_fraction,
-            max_conversations=args.max_conversations,
-        )
+        # A fraction given on the command line holds for the offline fallback too (else it was silently ignored).
+        given = {} if fraction is None else {"validation_fraction": fraction, "fallback_validation_fraction": fraction}
+        return load_oasst1_conversations(lang=args.lang or None, max_conversations=args.max_conversations, **given)
     conversations = load_conversations(args.data)
-    train_set, valid_set = split_by_tree(conversations, args.validation_fraction)
+    train_set, valid_set = split_by_tree(conversations, 0.05 if fraction is None else fraction)
     return train_set[: args.max_conversations], valid_set, f"{args.data.name}: {len(conversations)} conversations"
 
 

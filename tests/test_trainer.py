@@ -10,7 +10,14 @@ import pytest
 import torch
 from transformers import GPTNeoXForCausalLM
 
-from sft_utils import AssistantOnlyCollator, CausalLMCollator, course_data_path, pythia_config, tokenize_conversation
+from sft_utils import (
+    AssistantOnlyCollator,
+    CausalLMCollator,
+    course_data_path,
+    load_conversations,
+    pythia_config,
+    tokenize_conversation,
+)
 from sft_utils.trainer import (
     TrainConfig,
     accumulate_gradients,
@@ -211,3 +218,15 @@ def test_the_command_line_reports_bad_data_in_one_line(tmp_path, capsys):
 
     assert main(["--smoke", "--no-progress", "--output-dir", "", "--data", str(tmp_path / "missing.jsonl")]) == 2
     assert "error: [Errno 2] No such file or directory" in capsys.readouterr().err
+
+
+def test_a_given_validation_fraction_holds_offline_too():
+    """Before: offline, --validation-fraction was silently replaced by the fallback's 0.25."""
+    from sft_utils.oasst import split_by_tree
+    from sft_utils.train import load_data, parse_args
+
+    course = load_conversations(course_data_path())
+    _, default_valid, source = load_data(parse_args(["--smoke"]))
+    assert source.startswith("OFFLINE FALLBACK") and len(default_valid) == len(split_by_tree(course, 0.25)[1])
+    _, valid, _ = load_data(parse_args(["--smoke", "--validation-fraction", "0.6"]))
+    assert len(valid) == len(split_by_tree(course, 0.6)[1]) != len(default_valid)
