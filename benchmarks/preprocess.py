@@ -33,6 +33,7 @@ import warnings
 
 import sft_utils
 from sft_utils import load_tokenizer, tokenize_conversation
+from sft_utils.formatting import EOS_TOKEN, PAD_TOKEN, ROLE_MARKERS
 from sft_utils.preprocess import preprocess_dataset, tokenize_packed
 
 # Open-Assistant's format as a chat template; {% generation %} marks what return_assistant_tokens_mask returns.
@@ -161,6 +162,19 @@ def best_time(run, repeats):
     return best, best_cpu, result
 
 
+def explain_difference(ids: list, conversations: list[dict]) -> str:
+    """Which conversations a pipeline got wrong, and whether typed markers explain it (the template path turns
+    a typed ``<|assistant|>`` into the role token; see the README's "What can go wrong with masks")."""
+    markers = tuple(ROLE_MARKERS.values()) + (EOS_TOKEN, PAD_TOKEN)
+    typed = {c["id"] for c in conversations if any(m in msg["text"] for msg in c["messages"] for m in markers)}
+    originals = sorted({str(i).split("#")[0] for i in ids})  # load() names the k-th copy "<id>#k"
+    shown = ", ".join(originals[:5]) + (", …" if len(originals) > 5 else "")
+    why = "; each has markers typed in its text, which this route turns into role tokens" if set(ids) <= typed else ""
+    return (
+        f"{len(ids)} of {len(conversations)} conversations differ from tokenize_conversation (copies of {shown}){why}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 000 conversations, best of 2")
@@ -189,7 +203,9 @@ def main() -> None:
     if not args.quick:
         methods["sft_utils.preprocess_dataset, 2 procs"] = method_ours_dataset(conversations, tokenizer, num_proc=2)
     try:
-        methods["TRL SFT preparation"] = method_trl(conversations, tokenizer)
+        with warnings.catch_warnings():  # transformers' FutureWarning about TRL's own config names: not ours
+            warnings.simplefilter("ignore", FutureWarning)
+            methods["TRL SFT preparation"] = method_trl(conversations, tokenizer)
     except ImportError:
         print("trl is not installed: its row is left out")
     methods["raw encode_batch (texts only)"] = method_raw(conversations, tokenizer)
@@ -201,17 +217,23 @@ def main() -> None:
     print("conv/s: per second of wall-clock time; conv/CPU-s: per second of CPU time, all threads and processes")
     header = f"{'method':<37} {'seconds':>8} {'conv/s':>8} {'tokens/s':>10} {'conv/CPU-s':>10} {'same':>5}"
     print(header + "\n" + "-" * len(header))
-    rows = {}
+    rows, differing = {}, {}
     for name, run in methods.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             seconds, cpu, result = best_time(run, repeats)
         same = "-" if name.startswith("raw") else ("yes" if result == expected else "NO")
+        if same == "NO":
+            differing[name] = sorted(
+                {c["id"] for c, r, e in itertools.zip_longest(conversations, result, expected) if r != e}
+            )
         rows[name] = seconds
         print(
             f"{name:<37} {seconds:8.3f} {count / seconds:8.0f} {tokens / seconds:10,.0f} {count / cpu:10.0f} {same:>5}",
             flush=True,
         )
+    for name, ids in differing.items():
+        print(f'"{name}" NO: {explain_difference(ids, conversations)}')
     raw, trl = rows["raw encode_batch (texts only)"], rows.get("TRL SFT preparation")
     print("\nratios (throughput of each method / throughput of TRL, of raw encode_batch):")
     for name, seconds in rows.items():

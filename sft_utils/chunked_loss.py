@@ -134,12 +134,16 @@ def chunked_masked_cross_entropy(
         ``hidden @ weight.T``; with no trained target the sum is a differentiable 0.
 
     Raises:
-        ValueError: shapes that are not ``[B, T, H]``, ``[V, H]``, ``[B, T]``, ``[B, T]``; a mask with values
+        ValueError: shapes that are not ``[B, T, H]``, ``[V, H]``, ``[B, T]``, ``[B, T]`` (bias ``[V]``); a mask with values
             other than 0/1; a masked target outside ``0..V-1``; ``chunk_rows`` not a positive int.
-        TypeError: integer or bool targets expected, got another dtype.
+        TypeError: an argument that is not a tensor (a numpy array, a list); targets not of an integer dtype.
     """
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
+    given = {"hidden": hidden, "weight": weight, "targets": targets, "mask": mask, "bias": bias}
+    for name, value in given.items():
+        if not (torch.is_tensor(value) or (name == "bias" and value is None)):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if hidden.dim() != 3 or weight.dim() != 2 or hidden.shape[-1] != weight.shape[1]:
         raise ValueError(
             f"expected hidden [B, T, H] and weight [V, H], got {tuple(hidden.shape)}, {tuple(weight.shape)}"
@@ -148,6 +152,8 @@ def chunked_masked_cross_entropy(
         raise ValueError(
             f"targets {tuple(targets.shape)} and mask {tuple(mask.shape)} must be [B, T] = {tuple(hidden.shape[:2])}"
         )
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"bias must be [V] = ({weight.shape[0]},), got {tuple(bias.shape)}")
     if targets.dtype == torch.bool or targets.is_floating_point() or targets.is_complex():
         raise TypeError(f"targets must be token ids (an integer tensor), got {targets.dtype}")
     if mask.dtype != torch.bool:

@@ -124,18 +124,21 @@ def _conversation(conversation_id: str) -> tuple:
 
 
 def _ints(answer, what: str) -> list[int]:
-    """A list/tuple/tensor of ints or bools as a list of int."""
-    if torch.is_tensor(answer):
+    """A list/tuple/tensor/numpy array of ints or bools as a list of int."""
+    given = answer
+    if hasattr(answer, "tolist") and not isinstance(answer, (list, tuple)):  # tensors, numpy arrays
         answer = answer.tolist()
-    if hasattr(answer, "tolist") and not isinstance(answer, (list, tuple)):  # numpy arrays
-        answer = answer.tolist()
+    if isinstance(answer, (list, tuple)):
+        answer = [x.item() if hasattr(x, "item") else x for x in answer]  # numpy / tensor scalars inside a list
     if not isinstance(answer, (list, tuple)) or not all(isinstance(x, (int, bool)) for x in answer):
-        raise _Unreadable(f"expected {what} (a flat list of ints), got {_describe(answer)}")
+        raise _Unreadable(f"expected {what} (a flat list of ints), got {_describe(given)}")
     return [int(x) for x in answer]
 
 
 def _number(answer, what: str) -> float:
-    if torch.is_tensor(answer) and answer.numel() == 1:
+    # A one-value tensor or numpy array/scalar (np.sum gives np.int64, a float32 loss np.float32) is a number.
+    one_value = answer.numel() == 1 if torch.is_tensor(answer) else getattr(answer, "size", None) == 1
+    if one_value and hasattr(answer, "item"):
         answer = answer.item()
     if isinstance(answer, bool) or not isinstance(answer, (int, float)):
         raise _Unreadable(f"expected {what} (a number), got {_describe(answer)}")

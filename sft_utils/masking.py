@@ -32,6 +32,17 @@ from .formatting import (
 )
 
 
+def require_reply(normalized: list[dict], conversation_id=None) -> list[dict]:
+    """``normalized`` unchanged; raises ConversationError naming the conversation when it has no assistant
+    message (nothing to train). Shared by every route from messages to a label mask."""
+    if not any(m["role"] == ASSISTANT for m in normalized):
+        raise ConversationError(
+            f"{conversation_name(conversation_id)}: no assistant message, so nothing to train "
+            "(for a prompt to generate from, use generation_prompt_ids)"
+        )
+    return normalized
+
+
 def tokenize_conversation(
     messages, tokenizer, *, max_length: int | None = None, system: str | None = None, conversation_id=None
 ) -> dict:
@@ -70,12 +81,9 @@ def tokenize_conversation(
     """
     if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
         raise ValueError(f"max_length must be an int >= 1 (tokens), got {max_length!r}")
-    normalized = normalize_messages(messages, system=system, conversation_id=conversation_id)
-    if not any(m["role"] == ASSISTANT for m in normalized):
-        raise ConversationError(
-            f"{conversation_name(conversation_id)}: no assistant message, so nothing to train "
-            "(for a prompt to generate from, use generation_prompt_ids)"
-        )
+    normalized = require_reply(
+        normalize_messages(messages, system=system, conversation_id=conversation_id), conversation_id
+    )
     input_ids, message_indices, label_mask = _message_ids(normalized, tokenizer)
 
     if max_length is not None and len(input_ids) > max_length:

@@ -34,18 +34,29 @@ UNRANKED = 0.5  # rank None sorts after rank 0 and before rank 1
 def flatten_tree(tree: dict) -> list[dict]:
     """The messages of one nested tree (``{"message_tree_id", "prompt": {..., "replies": [...]}}``) as
     flat rows like oasst1's, root first, depth first; each row gets ``message_tree_id`` and ``parent_id``
-    (None for the root), and loses ``replies``. Raises ValueError without a ``prompt`` object, TypeError for a non-dict."""
+    (None for the root), and loses ``replies``. Raises ValueError without a ``prompt`` object or for a message
+    without ``message_id``, TypeError for a non-dict tree, prompt or reply (naming the tree)."""
     if not isinstance(tree, dict):
         raise TypeError(f"a tree is a dict with a 'prompt', got {type(tree).__name__}")
-    if "prompt" not in tree:
+    if tree.get("prompt") is None:
         raise ValueError(f"tree {tree.get('message_tree_id')}: no 'prompt' object")
+    if not isinstance(tree["prompt"], dict):
+        raise TypeError(f"tree {tree.get('message_tree_id')}: 'prompt' is a dict, got {type(tree['prompt']).__name__}")
     tree_id = tree.get("message_tree_id") or tree["prompt"].get("message_id")
     rows, stack = [], [(tree["prompt"], None)]
     while stack:
         message, parent_id = stack.pop()
+        replies = message.get("replies") or []
+        if message.get("message_id") is None or not isinstance(replies, list):
+            problem = "no 'message_id'" if message.get("message_id") is None else "'replies' is not a list"
+            where = "the prompt" if parent_id is None else f"a reply to {parent_id}"
+            raise ValueError(f"tree {tree_id}, {where}: {problem}")
         rows.append({**{k: v for k, v in message.items() if k != "replies"}, "message_tree_id": tree_id})
         rows[-1]["parent_id"] = parent_id
-        stack.extend((reply, message["message_id"]) for reply in reversed(message.get("replies") or []))
+        for reply in reversed(replies):
+            if not isinstance(reply, dict):
+                raise TypeError(f"tree {tree_id}, message {message['message_id']}: a reply is not a dict")
+            stack.append((reply, message["message_id"]))
     return rows
 
 
@@ -53,6 +64,25 @@ def is_usable(message: dict) -> bool:
     """False for a deleted, review-rejected (``review_result`` False) or synthetic message.
     ``review_result`` None (not yet reviewed) is kept, as Open-Assistant's own exports keep it."""
     return not message.get("deleted") and message.get("review_result") is not False and not message.get("synthetic")
+
+
+def _check_rows(rows: list[dict], tree_id) -> None:
+    """Raise ValueError (TypeError for a value of the wrong type) naming the tree and the message for a row that would otherwise fail deep inside (a
+    KeyError) or give a thread the format refuses later without saying which message: each row needs a
+    ``message_id``, a ``role`` of prompter/assistant, a ``text`` that is a ``str`` and a numeric or None ``rank``."""
+    for row in rows:
+        if not isinstance(row, dict):
+            raise TypeError(f"tree {tree_id}: a message row is a dict, got {type(row).__name__}")
+        where = f"tree {tree_id}, message {row.get('message_id')}"
+        if row.get("message_id") is None:
+            raise ValueError(f"{where}: no 'message_id'")
+        if row.get("role") not in ("prompter", "assistant"):
+            raise ValueError(f"{where}: role must be 'prompter' or 'assistant', got {row.get('role')!r}")
+        if not isinstance(row.get("text"), str):
+            raise TypeError(f"{where}: text must be a str, got {type(row.get('text')).__name__}")
+        rank = row.get("rank")
+        if rank is not None and (isinstance(rank, bool) or not isinstance(rank, (int, float))):
+            raise TypeError(f"{where}: rank must be a number or None, got {rank!r}")
 
 
 def _rank(message: dict) -> tuple[float, str]:
@@ -69,14 +99,20 @@ def best_thread(rows: list[dict]) -> list[dict]:
 
     Returns the chosen rows (each with ``message_id``, ``role``, ``text`` …), alternating
     prompter/assistant and ending on an assistant reply; ``[]`` when the root is unusable or no usable
-    assistant reply answers it. Raises ValueError for rows of several trees or without exactly one root.
+    assistant reply answers it. Raises ValueError for rows of several trees, without exactly one root, with a
+    root that is not the prompter's, or with a malformed row (TypeError for a wrong type, see
+    :func:`_check_rows`), naming the tree and the message.
     """
-    tree_ids = {row.get("message_tree_id") for row in rows}
+    tree_ids = {row.get("message_tree_id") if isinstance(row, dict) else None for row in rows}
     if len(tree_ids) > 1:
         raise ValueError(f"best_thread takes one tree's messages, got {len(tree_ids)} trees")
+    tree_id = next(iter(tree_ids), "?")
+    _check_rows(rows, tree_id)
     roots = [row for row in rows if row.get("parent_id") is None]
     if len(roots) != 1:
-        raise ValueError(f"tree {tree_ids.pop() if tree_ids else '?'}: {len(roots)} root messages, expected 1")
+        raise ValueError(f"tree {tree_id}: {len(roots)} root messages, expected 1")
+    if roots[0]["role"] != "prompter":  # a thread must open with a question: the format refuses anything else
+        raise ValueError(f"tree {tree_id}, message {roots[0]['message_id']}: the root is the assistant's, not a prompt")
     children = defaultdict(list)
     for row in rows:
         if row.get("parent_id") is not None:
@@ -105,9 +141,16 @@ def threads_from_messages(rows, *, lang: str | None = None) -> list[dict]:
     Returns:
         ``[{"id": message_tree_id, "lang": str, "message_ids": [...], "messages": [{"role", "text"}]}]``
         in the order trees first appear; trees without a usable thread are left out.
+
+    Raises ValueError (TypeError for a wrong type) naming the row, or the tree and message, for a malformed
+    row (see :func:`best_thread`).
     """
     trees = defaultdict(list)
-    for row in rows:
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise TypeError(f"message row {i}: expected a dict, got {type(row).__name__}")
+        if row.get("message_tree_id") is None:
+            raise ValueError(f"message row {i} ({row.get('message_id')}): no 'message_tree_id'")
         trees[row["message_tree_id"]].append(row)
     conversations = []
     for tree_id, tree_rows in trees.items():

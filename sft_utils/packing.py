@@ -36,12 +36,17 @@ def pack_examples(examples: list[dict]) -> dict:
         conversation) and ``segment_ids`` (int, the index of the conversation in ``examples``).
 
     Raises:
-        ValueError: no examples, or one whose ``input_ids`` and ``label_mask`` differ in length.
+        ValueError: no examples, an example that is not a dict with ``input_ids`` and ``label_mask``, or one
+            whose ``input_ids`` and ``label_mask`` are empty or differ in length.
     """
     if not examples:
         raise ValueError("cannot pack an empty list of examples")
     row = {"input_ids": [], "label_mask": [], "position_ids": [], "segment_ids": []}
     for segment, example in enumerate(examples):
+        if not isinstance(example, dict) or not {"input_ids", "label_mask"} <= example.keys():
+            raise ValueError(
+                f"example {segment}: expected a dict with 'input_ids' and 'label_mask', got {example!r:.80}"
+            )
         n = len(example["input_ids"])
         if len(example["label_mask"]) != n or n == 0:
             raise ValueError(f"example {segment}: input_ids and label_mask must be non-empty and of one length")
@@ -100,7 +105,8 @@ class PackedCollator:
         pad_token_id: id that fills ``input_ids`` and ``targets`` after a row's last conversation.
         dtype: of the attention mask; the model's dtype when it runs in bf16/fp16 without autocast.
 
-    Raises ValueError on no rows or an empty row (and what :func:`pack_examples` raises).
+    Raises ValueError on no rows, an empty row, rows of one token only (no target after the shift), and
+    what :func:`pack_examples` raises, naming the row; TypeError for a row that is not a list of examples.
     """
 
     def __init__(self, pad_token_id: int = 1, *, dtype: torch.dtype = torch.float32):
@@ -110,8 +116,19 @@ class PackedCollator:
     def __call__(self, rows: list[list[dict]]) -> dict:
         if not rows:
             raise ValueError("cannot collate an empty list of rows")
-        packed = [pack_examples(row) for row in rows]
+        packed = []
+        for i, row in enumerate(rows):
+            if not isinstance(row, (list, tuple)):  # collator(examples) instead of collator([examples])
+                raise TypeError(
+                    f"row {i}: expected a list of examples, got {type(row).__name__}; one row is [examples]"
+                )
+            try:
+                packed.append(pack_examples(row))
+            except ValueError as error:
+                raise ValueError(f"row {i}, {error}") from None
         L = max(len(p["input_ids"]) for p in packed)
+        if L < 2:  # after the shift no position would be left: a [B, 0] batch that trains nothing
+            raise ValueError("every row has a single token: no target to predict after the shift")
         fill = {"input_ids": self.pad_token_id, "label_mask": False, "position_ids": 0, "segment_ids": PADDING_SEGMENT}
         batch = {
             key: torch.tensor(

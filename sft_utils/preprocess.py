@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 
 from .formatting import ASSISTANT, EOS_TOKEN, ROLE_MARKERS, conversation_name, normalize_messages
-from .masking import _token_id
+from .masking import _token_id, require_reply
 
 OUTPUT_COLUMNS = ("input_ids", "attention_mask", "message_indices", "label_mask")
 _ROLES = tuple(ROLE_MARKERS)  # role -> small int code, the index in this tuple
@@ -73,14 +73,21 @@ def tokenize_packed(conversations, tokenizer, *, max_length: int | None = None, 
         conversations and N tokens in all.
 
     Raises:
-        ConversationError: a conversation that breaks the rules of ``normalize_messages`` (named by its id).
-        ValueError: a bad ``max_length``, or a tokenizer without the role tokens.
+        ConversationError: a conversation that breaks the rules of ``normalize_messages``, or that has no
+            assistant message (as ``tokenize_conversation``), named by its id.
+        ValueError: a bad ``max_length``, ``conversation_ids`` of another length than ``conversations``, or a
+            tokenizer without the role tokens.
         TypeError: a slow tokenizer.
     """
     _check_max_length(max_length)
     if conversation_ids is None:
         conversation_ids = range(len(conversations))
-    normalized = [normalize_messages(m, conversation_id=cid) for m, cid in zip(conversations, conversation_ids)]
+    elif len(conversation_ids) != len(conversations):  # zip would silently drop the conversations past the ids
+        raise ValueError(f"{len(conversation_ids)} conversation_ids for {len(conversations)} conversations")
+    normalized = [
+        require_reply(normalize_messages(m, conversation_id=cid), cid)
+        for m, cid in zip(conversations, conversation_ids)
+    ]
     messages = list(itertools.chain.from_iterable(normalized))
     text_ids = encode_texts(tokenizer, [m["text"] for m in messages])
     marker_ids = np.array([_token_id(tokenizer, ROLE_MARKERS[role]) for role in _ROLES], dtype=np.int32)
@@ -211,13 +218,15 @@ def preprocess_dataset(
 
     Raises:
         ConversationError: a bad conversation, named by its id (raised from inside ``map``).
-        ValueError: a bad ``max_length``, or no ``messages_column``. TypeError: a slow tokenizer.
+        ValueError: a bad ``max_length``, or no ``messages_column``. TypeError: a slow tokenizer, or a
+            ``dataset`` that is neither a ``Dataset`` nor a list of dicts.
     """
-    import datasets
 
     _check_max_length(max_length)
-    if isinstance(dataset, list):
-        dataset = datasets.Dataset.from_list(dataset)
+    if isinstance(dataset, (list, tuple)):
+        dataset = _from_list(list(dataset), messages_column, id_column)
+    elif not hasattr(dataset, "column_names"):
+        raise TypeError(f"dataset must be a datasets.Dataset or a list of dicts, got {type(dataset).__name__}")
     if messages_column not in dataset.column_names:
         raise ValueError(f"dataset has no {messages_column!r} column (columns: {dataset.column_names})")
     keep = [c for c in dataset.column_names if c in keep_columns and c not in OUTPUT_COLUMNS]
@@ -239,6 +248,24 @@ def preprocess_dataset(
         # datasets would otherwise hash the tokenizer by pickling it (about a second per call).
         new_fingerprint=_fingerprint(dataset, tokenizer, max_length, messages_column, id_column, keep),
     )
+
+
+def _from_list(rows: list, messages_column: str, id_column: str):
+    """``datasets.Dataset.from_list(rows)``; Arrow's own errors on a bad row (a text that is not a ``str``, a
+    lone surrogate) become the ConversationError that names the conversation."""
+    import datasets
+    import pyarrow as pa
+
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise TypeError(f"row {i}: expected a dict with a {messages_column!r} list, got {type(row).__name__}")
+    try:
+        return datasets.Dataset.from_list(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeError) as error:
+        for i, row in enumerate(rows):  # find the conversation Arrow choked on
+            if messages_column in row:
+                normalize_messages(row[messages_column], conversation_id=row.get(id_column, f"row {i}"))
+        raise ValueError(f"cannot build a dataset from these rows: {error}") from error
 
 
 def _fingerprint(dataset, tokenizer, *args) -> str:

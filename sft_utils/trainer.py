@@ -61,6 +61,29 @@ class TrainConfig:
     loss: str = "masked"
     output_dir: str | None = "checkpoints/pythia-sft"
 
+    def __post_init__(self):
+        self.check()
+
+    def check(self) -> None:
+        """Raise ValueError naming the first bad setting (called on creation and again by :func:`train`,
+        so a value changed afterwards is caught before any work): counts must be whole and positive,
+        ``lr`` positive, ``max_length`` at least 2 (one input and one target)."""
+        positive = {"steps": 1, "batch_size": 1, "grad_accum": 1, "eval_every": 1, "max_length": 2, "warmup_steps": 0}
+        for name, least in positive.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+        for name in ("lr", "max_grad_norm"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.loss not in ("masked", "plain"):
+            raise ValueError(f"loss must be 'masked' or 'plain', got {self.loss!r}")
+
     @classmethod
     def smoke(cls, **overrides) -> TrainConfig:
         """The CPU smoke run of CI: pythia-14m, 40 steps of 4 conversations, fp32."""
@@ -236,6 +259,7 @@ def train(config: TrainConfig, model, tokenizer, train_conversations, valid_conv
     from tqdm.auto import tqdm
     from transformers import get_cosine_schedule_with_warmup
 
+    config.check()
     probe = "cuda" if torch.cuda.is_available() else "cpu"
     precision = resolve_precision(config.precision, probe)
     # cpu=True without a GPU: accelerate then runs several launched processes as MULTI_CPU (gloo) DDP.
@@ -245,7 +269,11 @@ def train(config: TrainConfig, model, tokenizer, train_conversations, valid_conv
     train_examples = tokenize_all(train_conversations, tokenizer, config.max_length)
     valid_examples = tokenize_all(valid_conversations, tokenizer, config.max_length)
     if not train_examples or not valid_examples:
-        raise ValueError("no training or no validation conversation with a trained token")
+        raise ValueError(
+            f"after truncation to max_length={config.max_length}, {len(train_examples)} of "
+            f"{len(train_conversations)} training and {len(valid_examples)} of {len(valid_conversations)} "
+            "validation conversations keep a trained token; both need at least one"
+        )
     # Validation is always assistant-only, whatever the training loss: the comparison the memo invites.
     valid_collate = AssistantOnlyCollator(tokenizer.pad_token_id)
     lengths = [len(e["input_ids"]) for e in valid_examples]

@@ -146,7 +146,9 @@ def test_viewer_in_jupyterlab(lab, tokenizer):
             # Before running: the saved (static) chips of the committed notebook are drawn, sanitised.
             page.locator(".jp-RenderedHTMLCommon .sft-chips .chip").first.wait_for()
             static_chips = page.locator(".jp-RenderedHTMLCommon .sft-chips-tokens .chip")
-            assert static_chips.count() == 28 + 28 + RIDDLE_TOKENS  # memo-hello twice, the viewer's saved view
+            # memo-hello twice, then the viewer's saved view; outputs render one after another, so wait for all
+            # (a bare count() right after the first chip once saw 56: the viewer's output not drawn yet).
+            expect(static_chips).to_have_count(28 + 28 + RIDDLE_TOKENS)
             saved_background = static_chips.nth(28 + 9).evaluate("e => getComputedStyle(e).backgroundColor")
             assert saved_background == "rgb(74, 222, 128)"  # memo-hello by label_mask: "I" keeps its green
             page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()

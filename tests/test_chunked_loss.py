@@ -109,6 +109,9 @@ def test_bf16_autocast_matches_full_logits_under_autocast(inputs):
         (lambda h, w, t, m: (h, w, t.float(), m), TypeError, "integer"),
         (lambda h, w, t, m: (h, w, t, m.float() * 2), ValueError, "only 0 and 1"),
         (lambda h, w, t, m: (h, w, t.masked_fill(m, 300), m), ValueError, r"outside 0\.\.299"),
+        # Before: an AttributeError ('numpy.ndarray' object has no attribute 'bool') from inside.
+        (lambda h, w, t, m: (h, w, t, m.numpy()), TypeError, "mask must be a torch.Tensor, got ndarray"),
+        (lambda h, w, t, m: (h.tolist(), w, t, m), TypeError, "hidden must be a torch.Tensor, got list"),
     ],
 )
 def test_bad_inputs_are_refused(inputs, change, error, match):
@@ -205,3 +208,10 @@ def test_chunked_loss_needs_less_memory_than_full_logits(inputs):
 
     assert peak_memory(full)[0] >= logits_bytes
     assert peak_memory(chunked)[0] < logits_bytes / 10
+
+
+def test_a_bias_of_the_wrong_size_is_refused(inputs):
+    """Before: a RuntimeError about tensor sizes from inside the projection."""
+    hidden, weight, bias, targets, mask = inputs
+    with pytest.raises(ValueError, match=r"bias must be \[V\] = \(300,\), got \(299,\)"):
+        chunked_masked_cross_entropy(hidden, weight, targets, mask, bias=bias[:-1])

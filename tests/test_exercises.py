@@ -181,3 +181,25 @@ def test_the_06_inputs_are_fixed_and_padded():
     assert batch["targets"][1, 4:].tolist() == [1, 1, 1]  # the pad id on padded targets
     assert not (batch["label_masks"] & ~batch["attention_mask"].bool()).any()  # padding is never trained
     assert torch.equal(batch["logits"], exercises.inputs.__wrapped__("06.1")["logits"])  # same on every call
+
+
+def test_numpy_and_tensor_answers_are_read_as_numbers_and_lists():
+    """np.sum(mask) is an np.int64 and a float32 loss an np.float32: before, both were 'expected a number'."""
+    import numpy as np
+
+    trained, mask = solution("03.2"), solution("03.1")
+    for answer in (
+        np.int64(trained),
+        np.float32(trained),
+        np.array(trained),
+        np.array([trained]),
+        torch.tensor(trained),
+    ):
+        assert verdict("03.2", answer).status == CORRECT, (type(answer), answer)
+    for answer in (np.array(mask), np.array(mask, dtype=bool), [np.int64(m) for m in mask], torch.tensor(mask)):
+        assert verdict("03.1", answer).status == CORRECT, (type(answer), answer)
+    loss = solution("06.1")
+    assert verdict("06.1", np.float32(loss)).status == CORRECT
+    assert verdict("06.1", np.array([loss, loss])).status == WRONG  # two numbers are not one loss
+    # A wrong kind is described as given, not as the list it was turned into.
+    assert "got Tensor" in hint("03.1", torch.tensor(mask).float())

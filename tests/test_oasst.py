@@ -134,3 +134,50 @@ def test_offline_falls_back_to_the_course_data_and_says_so():
     assert source.startswith("OFFLINE FALLBACK") and "data/conversations.jsonl" in source
     assert len(train) + len(validation) == 13
     assert sorted(c["id"] for c in validation) == ["arabic-greeting", "chinese-tea", "memo-riddle"]
+
+
+def _row(message_id, parent_id, role, **fields):
+    return {
+        "message_id": message_id,
+        "parent_id": parent_id,
+        "message_tree_id": "t",
+        "role": role,
+        "text": "x",
+    } | fields
+
+
+@pytest.mark.parametrize(
+    "reply, error, problem",
+    [
+        ({"text": None}, TypeError, "tree t, message b: text must be a str, got NoneType"),
+        ({"role": "user"}, ValueError, "tree t, message b: role must be 'prompter' or 'assistant', got 'user'"),
+        ({"rank": "first"}, TypeError, "tree t, message b: rank must be a number or None, got 'first'"),
+        ({"message_id": None}, ValueError, "tree t, message None: no 'message_id'"),
+    ],
+)
+def test_a_malformed_row_is_named(reply, error, problem):
+    """Before: text None went through into the thread (the format failed later, naming only the tree), a
+    missing key was a bare KeyError, a text rank a float() error."""
+    rows = [_row("a", None, "prompter"), _row("b", "a", "assistant") | reply]
+    with pytest.raises(error, match=problem):
+        threads_from_messages(rows)
+
+
+def test_a_root_that_is_not_a_prompt_is_refused():
+    """Before: the thread [assistant] came back, a conversation the format refuses."""
+    with pytest.raises(ValueError, match="tree t, message a: the root is the assistant's"):
+        best_thread([_row("a", None, "assistant"), _row("b", "a", "prompter")])
+
+
+def test_malformed_rows_and_trees_are_named():
+    with pytest.raises(ValueError, match=r"message row 1 \(b\): no 'message_tree_id'"):
+        threads_from_messages([_row("a", None, "prompter"), {"message_id": "b", "parent_id": "a", "role": "assistant"}])
+    with pytest.raises(TypeError, match="message row 0: expected a dict, got str"):
+        threads_from_messages(["a row"])
+    with pytest.raises(TypeError, match="'prompt' is a dict, got str"):
+        flatten_tree({"message_tree_id": "t", "prompt": "hi"})
+    prompt = {"message_id": "a", "role": "prompter", "text": "x", "replies": [{"role": "assistant", "text": "y"}]}
+    with pytest.raises(ValueError, match="tree t, a reply to a: no 'message_id'"):
+        flatten_tree({"message_tree_id": "t", "prompt": prompt})
+    with pytest.raises(ValueError, match="tree t, the prompt: 'replies' is not a list"):
+        flatten_tree({"message_tree_id": "t", "prompt": prompt | {"replies": "none"}})

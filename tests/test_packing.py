@@ -64,11 +64,21 @@ def test_group_by_length_is_greedy_in_order():
         ([], "empty list of rows"),
         ([[]], "empty list of examples"),
         ([[{"input_ids": [1, 2], "label_mask": [1]}]], "example 0"),
+        # Before: a KeyError 'input_ids'; an empty [1, 0] batch.
+        ([[{"input_ids": [1, 2]}], [{}]], r"row 0, example 0: expected a dict with 'input_ids' and 'label_mask'"),
+        ([[{"input_ids": [5], "label_mask": [True]}]], "every row has a single token"),
     ],
 )
 def test_bad_rows_are_refused(rows, message):
     with pytest.raises(ValueError, match=message):
         PackedCollator()(rows)
+
+
+def test_examples_not_wrapped_in_a_row_are_refused():
+    """Before: 'string indices must be integers' from inside pack_examples."""
+    example = {"input_ids": [5, 6, 7], "label_mask": [0, 1, 1]}
+    with pytest.raises(TypeError, match=r"row 0: expected a list of examples, got dict; one row is \[examples\]"):
+        PackedCollator()([example])
 
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])

@@ -122,7 +122,7 @@ def test_dataset_accepts_both_message_forms(tokenizer):
 
 
 def test_dataset_error_names_the_conversation(tokenizer):
-    rows = [{"id": "fine", "messages": [{"role": "prompter", "text": "Hi"}]}]
+    rows = [{"id": "fine", "messages": [{"role": "prompter", "text": "Hi"}, {"role": "assistant", "text": "Yo"}]}]
     rows.append(
         {"id": "blank-reply", "messages": [{"role": "prompter", "text": "Hi"}, {"role": "assistant", "text": " "}]}
     )
@@ -133,3 +133,41 @@ def test_dataset_error_names_the_conversation(tokenizer):
 def test_dataset_without_messages_column_is_refused(tokenizer):
     with pytest.raises(ValueError, match="no 'messages' column"):
         preprocess_dataset([{"id": "x", "text": "hello"}], tokenizer, desc=None)
+
+
+def test_no_reply_is_refused_as_by_tokenize_conversation(tokenizer):
+    """A conversation without an assistant message has nothing to train: an error, not a row of False."""
+    rows = [{"id": "question-only", "messages": [{"role": "prompter", "text": "Hi"}]}]
+    with pytest.raises(ConversationError, match=r"conversation 'question-only': no assistant message"):
+        tokenize_conversation(rows[0]["messages"], tokenizer, conversation_id="question-only")
+    with pytest.raises(ConversationError, match=r"conversation 'question-only': no assistant message"):
+        tokenize_conversations([rows[0]["messages"]], tokenizer, conversation_ids=["question-only"])
+    with pytest.raises(ConversationError, match=r"conversation 'question-only': no assistant message"):
+        preprocess_dataset(rows, tokenizer, desc=None)
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [(5, "text must be a str, got int"), ("a\ud800", "text is not valid Unicode")],
+)
+def test_rows_arrow_cannot_store_are_named(tokenizer, text, problem):
+    """Arrow refuses a non-str text next to str ones, or a lone surrogate, before sft_utils sees the rows."""
+    rows = [
+        {"id": "fine", "messages": [{"role": "prompter", "text": "Hi"}, {"role": "assistant", "text": "Yo"}]},
+        {"id": "odd-text", "messages": [{"role": "prompter", "text": text}, {"role": "assistant", "text": "Yo"}]},
+    ]
+    with pytest.raises(ConversationError, match=rf"conversation 'odd-text', message 0: {problem}"):
+        preprocess_dataset(rows, tokenizer, desc=None)
+
+
+@pytest.mark.parametrize("dataset, problem", [({"messages": []}, "got dict"), ([[{"role": "prompter"}]], "row 0")])
+def test_a_dataset_of_the_wrong_kind_is_refused(tokenizer, dataset, problem):
+    with pytest.raises(TypeError, match=problem):
+        preprocess_dataset(dataset, tokenizer, desc=None)
+
+
+def test_ids_of_another_length_are_refused(tokenizer):
+    """Before: three conversations with one id gave one example, the other two silently dropped."""
+    conversation = [{"role": "prompter", "text": "Hi"}, {"role": "assistant", "text": "Yo"}]
+    with pytest.raises(ValueError, match="1 conversation_ids for 3 conversations"):
+        tokenize_conversations([conversation] * 3, tokenizer, conversation_ids=["a"])

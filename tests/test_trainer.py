@@ -10,7 +10,14 @@ import pytest
 import torch
 from transformers import GPTNeoXForCausalLM
 
-from sft_utils import AssistantOnlyCollator, CausalLMCollator, course_data_path, pythia_config, tokenize_conversation
+from sft_utils import (
+    AssistantOnlyCollator,
+    CausalLMCollator,
+    course_data_path,
+    load_conversations,
+    pythia_config,
+    tokenize_conversation,
+)
 from sft_utils.trainer import (
     TrainConfig,
     accumulate_gradients,
@@ -160,3 +167,66 @@ def test_two_accelerate_processes_give_the_single_process_loss(tmp_path):
     assert double["valid_loss"] == pytest.approx(single["valid_loss"], rel=1e-5)
     assert double["padding_share"] == pytest.approx(single["padding_share"])
     assert double["lr"] == single["lr"] and single["valid_loss"][1] < single["valid_loss"][0] - 0.05
+
+
+@pytest.mark.parametrize(
+    "setting, problem",
+    [
+        ({"steps": 0}, "steps must be an int >= 1, got 0"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1"),
+        ({"grad_accum": 0}, "grad_accum must be an int >= 1"),
+        ({"eval_every": 0}, "eval_every must be an int >= 1"),
+        ({"max_length": 1}, "max_length must be an int >= 2"),
+        ({"warmup_steps": -5}, "warmup_steps must be an int >= 0"),
+        ({"lr": -1e-3}, "lr must be a positive number"),
+        ({"lr": float("nan")}, "lr must be a positive number"),
+        ({"precision": "fp8"}, "precision must be one of auto, bf16, fp16, fp32"),
+        ({"loss": "both"}, "loss must be 'masked' or 'plain'"),
+    ],
+)
+def test_a_bad_setting_is_named_before_any_work(setting, problem):
+    """Before: steps=0 or grad_accum=0 died dividing by zero after training, lr < 0 inside AdamW."""
+    with pytest.raises(ValueError, match=problem):
+        TrainConfig(**setting)
+    config = TrainConfig.smoke()
+    config.__dict__.update(setting)  # changed after creation: train() checks again
+    with pytest.raises(ValueError, match=problem):
+        train(config, None, None, [], [])
+
+
+@pytest.mark.parametrize(
+    "args, problem",
+    [
+        (["--steps", "0"], "--steps must be an int >= 1, got 0"),
+        (["--lr=-1e-3"], "--lr must be a positive number"),
+        (["--max-length", "1"], "--max-length must be an int >= 2"),
+        (["--validation-fraction", "1.5"], "--validation-fraction must be between 0 and 1"),
+        (["--max-conversations", "0"], "--max-conversations must be >= 1"),
+    ],
+)
+def test_the_command_line_names_a_bad_option(args, problem, capsys):
+    from sft_utils.train import parse_args
+
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["--smoke", *args])
+    assert exit_.value.code == 2
+    assert problem in capsys.readouterr().err
+
+
+def test_the_command_line_reports_bad_data_in_one_line(tmp_path, capsys):
+    from sft_utils.train import main
+
+    assert main(["--smoke", "--no-progress", "--output-dir", "", "--data", str(tmp_path / "missing.jsonl")]) == 2
+    assert "error: [Errno 2] No such file or directory" in capsys.readouterr().err
+
+
+def test_a_given_validation_fraction_holds_offline_too():
+    """Before: offline, --validation-fraction was silently replaced by the fallback's 0.25."""
+    from sft_utils.oasst import split_by_tree
+    from sft_utils.train import load_data, parse_args
+
+    course = load_conversations(course_data_path())
+    _, default_valid, source = load_data(parse_args(["--smoke"]))
+    assert source.startswith("OFFLINE FALLBACK") and len(default_valid) == len(split_by_tree(course, 0.25)[1])
+    _, valid, _ = load_data(parse_args(["--smoke", "--validation-fraction", "0.6"]))
+    assert len(valid) == len(split_by_tree(course, 0.6)[1]) != len(default_valid)

@@ -95,6 +95,20 @@ def test_parse_typed_conversation_errors():
         parse_typed_conversation("  \n")
     with pytest.raises(ConversationError, match="typed conversation: not valid JSON"):
         parse_typed_conversation("[{")
+    with pytest.raises(ConversationError, match="start a plain first line with another character"):
+        parse_typed_conversation("[joke] Tell me one.\nNo.")
+    with pytest.raises(ConversationError, match="a JSON object needs a 'messages' list"):
+        parse_typed_conversation('{"id": "x"}')
+
+
+def test_one_typed_line_asks_for_the_reply(viewer):
+    """Before: "no assistant message ... use generation_prompt_ids", which a learner at the text box cannot act on."""
+    with pytest.raises(ConversationError, match="one line is the prompter's message only.*next line"):
+        parse_typed_conversation("What is 2 + 2?")
+    # The whole Open-Assistant string typed on one line: its markers are text, and the viewer says so.
+    viewer.text.value = "<|prompter|>Hi<|endoftext|><|assistant|>Hello<|endoftext|>"
+    assert "one line is the prompter&#x27;s message only" in viewer.html.value
+    assert "markers typed in a line (&lt;|prompter|&gt;, &lt;|assistant|&gt;) stay plain text" in viewer.html.value
 
 
 def test_loss_view_matches_cross_entropy(tokenizer, course_conversations, tiny_model, riddle):
@@ -147,3 +161,21 @@ def test_static_html_beside_the_widget_view_survives_cleaning(viewer):
     assert [set(o["data"]) for o in nb.cells[0].outputs] == [{"text/plain", "text/html"}]
     assert nb.cells[0].outputs[0]["data"]["text/html"] == viewer.html.value
     assert problems(nb) == []
+
+
+def test_one_conversation_instead_of_a_list_is_refused(tokenizer, course_conversations):
+    """Before: a dict was iterated as its keys, a message list as one conversation per message: error chips
+    about 'conversation 0' that did not say what was wrong."""
+    with pytest.raises(TypeError, match=r"for a single one, pass \[conversation\]"):
+        MaskViewer(course_conversations[0], tokenizer)
+    with pytest.raises(TypeError, match=r"the messages of one conversation; pass \[messages\]"):
+        MaskViewer(course_conversations[0]["messages"], tokenizer)
+
+
+def test_conversations_sharing_an_id_stay_apart(tokenizer, course_conversations):
+    """Before: the second replaced the first under one name, listed twice in the picker."""
+    first, second = course_conversations[:2]
+    viewer = MaskViewer([first, {**second, "id": first["id"]}], tokenizer)
+    assert [value for _, value in viewer.picker.options] == [first["id"], f"{first['id']} (2)", "typed"]
+    viewer.picker.value = f"{first['id']} (2)"
+    assert viewer._messages == second["messages"]

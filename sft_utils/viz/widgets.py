@@ -15,7 +15,7 @@ import json
 import ipywidgets as widgets
 
 from ..data import course_data_path, load_conversations
-from ..formatting import ASSISTANT, PROMPTER, ConversationError, normalize_messages
+from ..formatting import ASSISTANT, PROMPTER, ROLE_MARKERS, ConversationError, normalize_messages
 from ..masking import tokenize_conversation
 from .chips import shifted_chips, token_chips
 
@@ -31,7 +31,8 @@ def parse_typed_conversation(text: str) -> list[dict]:
     list, as one line of ``data/conversations.jsonl``); or plain lines, one message a line, alternating
     prompter, assistant, prompter, … (blank lines are skipped; write ``\\n`` for a newline inside a message).
 
-    Raises ConversationError (naming the typed conversation) on empty text, invalid JSON or invalid messages.
+    Raises ConversationError (naming the typed conversation) on empty text, invalid JSON, a JSON object
+    without ``messages``, a single plain line (a prompt without a reply), or invalid messages.
     """
     text = text.strip()
     if not text:
@@ -40,22 +41,47 @@ def parse_typed_conversation(text: str) -> list[dict]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ConversationError(f"typed conversation: not valid JSON ({e.msg}, line {e.lineno})") from None
+            raise ConversationError(
+                f"typed conversation: not valid JSON ({e.msg}, line {e.lineno}); text that starts with [ or {{ "
+                "is read as JSON, so start a plain first line with another character"
+            ) from None
+        if isinstance(data, dict) and "messages" not in data:
+            raise ConversationError("typed conversation: a JSON object needs a 'messages' list")
         messages = data.get("messages") if isinstance(data, dict) else data
     else:
         lines = [line.strip().replace("\\n", "\n") for line in text.splitlines() if line.strip()]
+        if len(lines) == 1:  # else "no assistant message" from tokenize_conversation, about generation prompts
+            markers = [m for m in ROLE_MARKERS.values() if m in lines[0]]
+            typed = f"; markers typed in a line ({', '.join(markers)}) stay plain text" if markers else ""
+            raise ConversationError(
+                "typed conversation: one line is the prompter's message only; write the assistant's reply on the "
+                f"next line (one message a line){typed}"
+            )
         messages = [{"role": (PROMPTER, ASSISTANT)[i % 2], "text": line} for i, line in enumerate(lines)]
     return normalize_messages(messages, conversation_id="typed")
 
 
 def _named(conversations) -> list[tuple[str, list]]:
-    """(name, messages) pairs from loaded conversations (dicts with ``messages``) or bare message lists."""
-    named = []
+    """(name, messages) pairs from loaded conversations (dicts with ``messages``) or bare message lists.
+
+    A name used twice gets `` (2)``, `` (3)`` …, so that every conversation stays reachable from the picker.
+    Raises TypeError for one conversation passed where a list of them is expected."""
+    if isinstance(conversations, (str, bytes, dict)):
+        raise TypeError(
+            f"conversations must be a list of conversations, got {type(conversations).__name__}; "
+            "for a single one, pass [conversation]"
+        )
+    conversations = list(conversations)
+    if conversations and all(isinstance(c, dict) and "role" in c for c in conversations):
+        raise TypeError("conversations look like the messages of one conversation; pass [messages]")
+    named, seen = [], {}
     for i, c in enumerate(conversations):
         if isinstance(c, dict) and "messages" in c:
-            named.append((str(c.get("id", f"conversation {i}")), c["messages"]))
+            name, messages = str(c.get("id", f"conversation {i}")), c["messages"]
         else:
-            named.append((f"conversation {i}", c))
+            name, messages = f"conversation {i}", c
+        seen[name] = seen.get(name, 0) + 1
+        named.append((name if seen[name] == 1 else f"{name} ({seen[name]})", messages))
     return named
 
 
@@ -76,7 +102,8 @@ class MaskViewer(widgets.VBox):
     ``view`` (ToggleButtons), ``max_length`` (IntSlider, 1 … number of tokens), ``html`` (HTML widget
     holding :meth:`to_html`).
 
-    Raises ValueError on an empty list of conversations or an unknown ``selected`` / ``view``.
+    Raises ValueError on an empty list of conversations or an unknown ``selected`` / ``view``; TypeError for
+    a single conversation (a dict, or one list of messages) where the list of conversations goes.
     """
 
     def __init__(self, conversations=None, tokenizer=None, *, model=None, selected=None, view="label_mask"):
