@@ -28,9 +28,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .masking import generation_prompt_ids, tokenize_conversation
+from .masking import generation_prompt_ids
 from .shifting import IGNORE_INDEX, AssistantOnlyCollator, CausalLMCollator
 from .training import masked_loss_sum, move_batch, use_precision
+from .truncation import tokenize_conversations
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 ACCELERATE_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
@@ -119,16 +120,16 @@ def _native_bf16() -> bool:
 
 def tokenize_all(conversations: list[dict], tokenizer, max_length: int) -> list[dict]:
     """:func:`sft_utils.tokenize_conversation` of each conversation, truncated to ``max_length`` tokens;
-    conversations whose truncation leaves no trained token are dropped (they would teach nothing)."""
-    examples = []
-    for conversation in conversations:
-        with warnings.catch_warnings():  # "no trained token left": expected here, such examples are dropped
-            warnings.simplefilter("ignore")
-            example = tokenize_conversation(
-                conversation["messages"], tokenizer, max_length=max_length, conversation_id=conversation.get("id")
-            )
-        if any(example["label_mask"]):
-            examples.append(example)
+    conversations whose truncation leaves no trained token are dropped (they would teach nothing), and a
+    ``UserWarning`` names how many and which (:func:`sft_utils.truncation.tokenize_conversations`)."""
+    examples, report = tokenize_conversations(conversations, tokenizer, max_length=max_length, drop_untrained=True)
+    if report.dropped:
+        names = ", ".join(map(str, report.dropped[:3])) + (", …" if len(report.dropped) > 3 else "")
+        warnings.warn(
+            f"dropped {len(report.dropped)} of {report.examples} conversation(s) left with no trained token "
+            f"by truncation to max_length={max_length} ({names})",
+            stacklevel=2,
+        )
     return examples
 
 

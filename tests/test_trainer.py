@@ -230,3 +230,14 @@ def test_a_given_validation_fraction_holds_offline_too():
     assert source.startswith("OFFLINE FALLBACK") and len(default_valid) == len(split_by_tree(course, 0.25)[1])
     _, valid, _ = load_data(parse_args(["--smoke", "--validation-fraction", "0.6"]))
     assert len(valid) == len(split_by_tree(course, 0.6)[1]) != len(default_valid)
+
+
+def test_tokenize_all_drops_conversations_truncated_to_nothing_and_says_so(tokenizer, course_conversations):
+    """Issue 5: never drop (or keep) an example with zero trained tokens without saying so."""
+    from sft_utils.trainer import tokenize_all
+    from sft_utils.truncation import trained_target_count
+
+    with pytest.warns(UserWarning, match=r"dropped 1 of 13 conversation\(s\).*max_length=24 \(arabic-greeting\)"):
+        examples = tokenize_all(course_conversations, tokenizer, 24)
+    assert len(examples) == 12 and all(trained_target_count(e) > 0 for e in examples)
+    assert all(len(e["input_ids"]) <= 24 for e in examples)
