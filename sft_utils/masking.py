@@ -43,6 +43,22 @@ def require_reply(normalized: list[dict], conversation_id=None) -> list[dict]:
     return normalized
 
 
+def check_max_length(max_length) -> None:
+    """Raise ValueError unless ``max_length`` is None or an int >= 1 (tokens). Every route that truncates
+    (this module, ``sft_utils.preprocess``, ``sft_utils.viz``) checks it here."""
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
+        raise ValueError(f"max_length must be an int >= 1 (tokens), got {max_length!r}")
+
+
+def warn_no_trained_target(conversation_id, max_length: int, *, stacklevel: int) -> None:
+    """The one warning for an example that truncation left with no trained target (``stacklevel`` as the
+    caller's own ``warnings.warn`` would take it)."""
+    where = conversation_name(conversation_id)
+    warnings.warn(
+        f"{where}: truncation to max_length={max_length} tokens left no trained token", stacklevel=stacklevel + 1
+    )
+
+
 def tokenize_conversation(
     messages, tokenizer, *, max_length: int | None = None, system: str | None = None, conversation_id=None
 ) -> dict:
@@ -79,8 +95,7 @@ def tokenize_conversation(
     Pythia's tokenizer normalises text to Unicode NFC first, so decoding the ids gives back the NFC
     form of each text (``"e\u0301"`` comes back as ``"é"``); the mask is unaffected.
     """
-    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
-        raise ValueError(f"max_length must be an int >= 1 (tokens), got {max_length!r}")
+    check_max_length(max_length)
     normalized = require_reply(
         normalize_messages(messages, system=system, conversation_id=conversation_id), conversation_id
     )
@@ -90,8 +105,7 @@ def tokenize_conversation(
         input_ids, message_indices, label_mask = (x[:max_length] for x in (input_ids, message_indices, label_mask))
         # Position 0 is never a target after the shift, so it does not count as trained.
         if not any(label_mask[1:]):
-            where = conversation_name(conversation_id)
-            warnings.warn(f"{where}: truncation to max_length={max_length} tokens left no trained token", stacklevel=2)
+            warn_no_trained_target(conversation_id, max_length, stacklevel=2)
     return {
         "input_ids": input_ids,
         "attention_mask": [1] * len(input_ids),

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import warnings
 
 import numpy as np
 
-from .formatting import ASSISTANT, EOS_TOKEN, ROLE_MARKERS, conversation_name, normalize_messages
-from .masking import _token_id, require_reply
+from .formatting import ASSISTANT, EOS_TOKEN, ROLE_MARKERS, normalize_messages
+from .masking import _token_id, check_max_length, require_reply, warn_no_trained_target
 
 OUTPUT_COLUMNS = ("input_ids", "attention_mask", "message_indices", "label_mask")
 _ROLES = tuple(ROLE_MARKERS)  # role -> small int code, the index in this tuple
@@ -52,11 +51,6 @@ def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
     return [encoding.ids for encoding in encodings]
 
 
-def _check_max_length(max_length) -> None:
-    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
-        raise ValueError(f"max_length must be an int >= 1 (tokens), got {max_length!r}")
-
-
 def tokenize_packed(conversations, tokenizer, *, max_length: int | None = None, conversation_ids=None) -> dict:
     """Memo steps 1-3 for many conversations, as flat arrays plus offsets (the layout of Arrow list columns).
 
@@ -79,7 +73,7 @@ def tokenize_packed(conversations, tokenizer, *, max_length: int | None = None, 
             tokenizer without the role tokens.
         TypeError: a slow tokenizer.
     """
-    _check_max_length(max_length)
+    check_max_length(max_length)
     if conversation_ids is None:
         conversation_ids = range(len(conversations))
     elif len(conversation_ids) != len(conversations):  # zip would silently drop the conversations past the ids
@@ -130,8 +124,7 @@ def _truncate(packed: dict, lengths: np.ndarray, max_length: int, conversation_i
     trained = np.add.reduceat((packed["label_mask"] & keep & (position > 0)).astype(np.int64), starts)
     ids = list(conversation_ids)
     for c in np.flatnonzero((lengths > max_length) & (trained == 0)):
-        where = conversation_name(ids[c])
-        warnings.warn(f"{where}: truncation to max_length={max_length} tokens left no trained token", stacklevel=3)
+        warn_no_trained_target(ids[c], max_length, stacklevel=3)
     return {k: v[keep] for k, v in packed.items()}, np.minimum(lengths, max_length)
 
 
@@ -222,7 +215,7 @@ def preprocess_dataset(
             ``dataset`` that is neither a ``Dataset`` nor a list of dicts.
     """
 
-    _check_max_length(max_length)
+    check_max_length(max_length)
     if isinstance(dataset, (list, tuple)):
         dataset = _from_list(list(dataset), messages_column, id_column)
     elif not hasattr(dataset, "column_names"):

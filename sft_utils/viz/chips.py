@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 
 from ..formatting import ROLE_MARKERS
+from ..masking import check_max_length
 from ..shifting import shift_for_next_token
 from .text import token_strings
 
@@ -115,11 +116,8 @@ def _check_example(example, keys=("input_ids", "label_mask")) -> dict:
 
 
 def _check_max_length(max_length, length: int) -> int:
-    if max_length is None:
-        return length
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-        raise ValueError(f"max_length must be an int >= 1 (tokens), got {max_length!r}")
-    return min(max_length, length)
+    check_max_length(max_length)
+    return length if max_length is None else min(max_length, length)
 
 
 def _no_target_warning(label_mask: list, keep: int, max_length) -> str:
