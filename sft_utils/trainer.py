@@ -30,7 +30,7 @@ import torch
 
 from .masking import generation_prompt_ids
 from .shifting import IGNORE_INDEX, AssistantOnlyCollator, CausalLMCollator
-from .training import masked_loss_sum, move_batch, use_precision
+from .training import loss_totals, masked_loss_sum, move_batch, use_precision
 from .truncation import tokenize_conversations
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -223,14 +223,10 @@ def evaluate_assistant_loss(model, batches: list[dict], accelerator=None) -> flo
         model = accelerator.unwrap_model(model)
     was_training = model.training
     model.eval()
-    total, count = torch.zeros((), dtype=torch.float64), 0
-    for batch in batches[rank::processes]:
-        batch = move_batch(batch, next(model.parameters()).device)
-        loss_sum, n = masked_loss_sum(model, batch, full_logits=_sharded(accelerator) or None)
-        total, count = total + loss_sum.double().cpu(), count + n
+    total, count = loss_totals(model, batches[rank::processes], full_logits=_sharded(accelerator) or None)
     model.train(was_training)
     if processes > 1:
-        total = _reduce_sum(total, accelerator)
+        total = _reduce_sum(torch.tensor(total, dtype=torch.float64), accelerator)
         count = _reduce_sum(torch.tensor(count), accelerator)
     if count == 0:
         raise ValueError("no trained token in the validation batches: the loss is undefined")

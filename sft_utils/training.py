@@ -145,6 +145,20 @@ def train_step(model, batch: dict, optimizer, *, max_grad_norm: float = 1.0, ful
 
 
 @torch.no_grad()
+def loss_totals(model, batches, *, full_logits: bool | None = None) -> tuple[float, int]:
+    """(summed cross-entropy of the trained targets in nats, their count) over ``batches`` of shifted
+    batches, each moved to the model's device; the model's train/eval mode is left as it is. The one loop
+    behind :func:`evaluate` and ``sft_utils.trainer.evaluate_assistant_loss``. Raises ValueError for a batch
+    that is not shifted."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for batch in batches:
+        _check_shifted_batch(batch)
+        batch_total, batch_count = masked_loss_sum(model, move_batch(batch, device), full_logits=full_logits)
+        total, count = total + batch_total.item(), count + batch_count
+    return total, count
+
+
 def evaluate(model, batches) -> float:
     """Mean CE over all trained tokens of ``batches`` (token-weighted, not a mean of batch means), nats.
 
@@ -154,11 +168,7 @@ def evaluate(model, batches) -> float:
     if isinstance(batches, dict):
         raise TypeError("batches must be a list (or loader) of batches, not one batch: wrap it in a list")
     model.eval()
-    total, count = 0.0, 0
-    for batch in batches:
-        _check_shifted_batch(batch)
-        batch_total, batch_count = masked_loss_sum(model, move_batch(batch, model.device))
-        total, count = total + batch_total.item(), count + batch_count
+    total, count = loss_totals(model, batches)
     if count == 0:
         raise ValueError("no trained token in the evaluation batches: the loss is undefined")
     return total / count
