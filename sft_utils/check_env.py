@@ -13,7 +13,6 @@ one list, the one pip installs from.
 
 from __future__ import annotations
 
-import os
 import platform
 import sys
 import tomllib
@@ -22,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .data import PROJECT_ROOT, course_data_path
-from .hub import hub_is_reachable
+from .hub import hub_is_reachable, offline_mode_set
 
 OK, WARN, FAIL, INFO = "OK", "WARN", "FAIL", "INFO"
 OPTIONAL_EXTRAS = ("lab", "dev")
@@ -104,14 +103,11 @@ def check_data() -> Item:
 
 
 def check_hub() -> tuple[Item, bool]:
-    if any(os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"} for v in _OFFLINE_VARS):
+    if offline_mode_set():
         return Item("hub", INFO, "not tried (offline mode set: HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)", False), False
     reachable = hub_is_reachable()
     detail = "reachable: real Pythia weights" if reachable else "unreachable: offline tokenizer, random weights"
     return Item("hub", INFO, detail, required=False), reachable
-
-
-_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 def check_offline_tokenizer(hub_reachable: bool) -> Item:

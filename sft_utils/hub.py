@@ -13,6 +13,14 @@ import socket
 from urllib.parse import urlparse
 
 
+def offline_mode_set() -> bool:
+    """True when ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is 1/true/yes/on (the libraries' own switches)."""
+    return any(
+        os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
 @functools.lru_cache(maxsize=1)
 def hub_is_reachable(timeout_s: float = 3.0) -> bool:
     """True when a TCP connection to the hub endpoint (``HF_ENDPOINT``, default huggingface.co:443) opens
@@ -21,9 +29,8 @@ def hub_is_reachable(timeout_s: float = 3.0) -> bool:
     Returns False at once when ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is set to 1/true/yes.
     The answer is cached for the life of the process.
     """
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}:
-            return False
+    if offline_mode_set():
+        return False
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     # Behind a proxy the hub is reached through it: probe the proxy instead.
     proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
