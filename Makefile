@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 course: setup
-	$(BIN)/python -m sft_utils.notebooks --out build/notebooks
+	$(BIN)/python -m sft_utils.course.notebooks --out build/notebooks
 
 # JupyterLab refuses to run as root without --allow-root (containers, Colab-like VMs).
 lab: setup
@@ -48,4 +48,4 @@ test-transformers4: setup
 
 # Maintainers: re-execute the committed notebooks in place, cleaned for committing.
 clean-notebooks: setup
-	$(BIN)/python -m sft_utils.notebooks --inplace
+	$(BIN)/python -m sft_utils.course.notebooks --inplace

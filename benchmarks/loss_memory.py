@@ -1,4 +1,4 @@
-"""Peak memory and time of the masked loss: full logits vs select-then-project in chunks (issue 7).
+"""Peak memory and time of the masked loss: full logits vs select-then-project in chunks.
 
     python benchmarks/loss_memory.py            # pythia-70m head, batch 8 x seq 1024 and 2048, 30% and 60% trained
     python benchmarks/loss_memory.py --quick    # batch 1 x seq 512 and 1024: 2-3 minutes on 2 CPU cores
@@ -57,7 +57,7 @@ def loss_sum(case, hidden, weight, targets, mask, chunk_rows):
         logits = F.linear(hidden, weight)
         return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
     if case == "chunked (ours)":
-        from sft_utils.chunked_loss import chunked_masked_cross_entropy
+        from sft_utils.scale.chunked_loss import chunked_masked_cross_entropy
 
         return chunked_masked_cross_entropy(hidden, weight, targets, mask, chunk_rows=chunk_rows)[0]
     from trl.kernels import ChunkedLogProbFunction

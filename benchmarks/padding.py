@@ -1,4 +1,4 @@
-"""Padding share of training batches: random batches vs batches grouped by length (issue 7).
+"""Padding share of training batches: random batches vs batches grouped by length.
 
     python benchmarks/padding.py            # 200 shuffles per row, and a 10 000-conversation resample (~1 min)
     python benchmarks/padding.py --quick    # 20 shuffles
@@ -26,7 +26,7 @@ import torch
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 import sft_utils
-from sft_utils.preprocess import preprocess_dataset
+from sft_utils.scale.preprocess import preprocess_dataset
 
 
 def padding_share(lengths: np.ndarray, order, batch_size: int) -> float:

@@ -1,4 +1,4 @@
-"""Throughput of format + tokenize + mask over a few thousand real conversations (issue 7).
+"""Throughput of format + tokenize + mask over a few thousand real conversations.
 
     python benchmarks/preprocess.py             # 3 000 conversations, best of 3 runs per method
     python benchmarks/preprocess.py --quick     # 1 000 conversations, best of 2 (under a minute)
@@ -33,8 +33,8 @@ import warnings
 
 import sft_utils
 from sft_utils import load_tokenizer, tokenize_conversation
-from sft_utils.formatting import EOS_TOKEN, PAD_TOKEN, ROLE_MARKERS
-from sft_utils.preprocess import preprocess_dataset, tokenize_packed
+from sft_utils.scale.preprocess import preprocess_dataset, tokenize_packed
+from sft_utils.steps.format import EOS_TOKEN, PAD_TOKEN, ROLE_MARKERS
 
 # Open-Assistant's format as a chat template; {% generation %} marks what return_assistant_tokens_mask returns.
 OASST_TEMPLATE = (

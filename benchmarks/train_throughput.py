@@ -3,8 +3,8 @@
     python benchmarks/train_throughput.py --models pythia-160m pythia-410m --seq-lens 1024 2048 --peak-tflops 989
     python benchmarks/train_throughput.py --models pythia-14m --seq-lens 128 --batch-size 2 --peak-tflops 0.1  # CPU
 
-Each step is what ``sft_utils.trainer`` does per micro-batch: forward under the chosen autocast,
-:func:`sft_utils.training.masked_loss_sum` (every target trained), backward, gradient clipping, AdamW. The
+Each step is what ``sft_utils.train.train`` does per micro-batch: forward under the chosen autocast,
+:func:`sft_utils.train.masked_loss_sum` (every target trained), backward, gradient clipping, AdamW. The
 model is built from Pythia's config (random weights, no hub needed); the batch is random token ids.
 
 MFU = 6 · params · tokens/s / peak FLOP/s (``--peak-tflops``: the device's dense bf16 peak from its data
@@ -22,9 +22,8 @@ import time
 
 import torch
 
-from sft_utils.modeling import pythia_config
-from sft_utils.trainer import resolve_precision
-from sft_utils.training import masked_loss_sum, use_precision
+from sft_utils.models.pythia import pythia_config
+from sft_utils.train import masked_loss_sum, resolve_precision
 
 
 def run(name: str, seq_len: int, batch_size: int, steps: int, warmup: int, device, precision: str) -> dict:
@@ -47,7 +46,7 @@ def run(name: str, seq_len: int, batch_size: int, steps: int, warmup: int, devic
         torch.cuda.reset_peak_memory_stats(device)
 
     def step():
-        loss_sum, count = masked_loss_sum(model, batch)
+        loss_sum, count = masked_loss_sum(model, batch, precision=precision)
         scaler.scale(loss_sum / count).backward()
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -55,17 +54,16 @@ def run(name: str, seq_len: int, batch_size: int, steps: int, warmup: int, devic
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
 
-    with use_precision(precision):
-        for _ in range(warmup):
-            step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - start
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
     tokens_per_s = batch_size * seq_len * steps / seconds
     if device.type == "cuda":
         peak_gib = torch.cuda.max_memory_allocated(device) / 2**30

@@ -1,6 +1,6 @@
 """Solutions to notebook 01_format's exercises."""
 
-from sft_utils.exercises import CHAT_01_2, SYSTEM_01_1
+from sft_utils.course.exercises import CHAT_01_2, SYSTEM_01_1
 
 
 def ex_01_1() -> str:

@@ -1,7 +1,7 @@
 """Solutions to notebook 02_tokenize's exercises."""
 
 import sft_utils
-from sft_utils.exercises import TEXT_02_1
+from sft_utils.course.exercises import TEXT_02_1
 
 
 def ex_02_1() -> list[int]:

@@ -5,7 +5,7 @@ import math
 import torch
 
 import sft_utils
-import sft_utils.exercises
+import sft_utils.course.exercises
 
 
 def ex_06_1() -> float:

@@ -1,7 +1,7 @@
 """Solutions to notebook 07_finetune_pythia's exercises."""
 
 import sft_utils
-from sft_utils.exercises import COUNTS_07_1
+from sft_utils.course.exercises import COUNTS_07_1
 
 
 def ex_07_1() -> int:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import html
 
-from ..formatting import ROLE_MARKERS
-from ..masking import check_max_length
-from ..shifting import shift_for_next_token
+from ..steps.format import ROLE_MARKERS
+from ..steps.mask import check_max_length
+from ..steps.shift import shift_for_next_token
 from .text import token_strings
 
 VIEWS = ("message", "role", "label_mask")

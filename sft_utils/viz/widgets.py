@@ -14,9 +14,9 @@ import json
 
 import ipywidgets as widgets
 
-from ..data import course_data_path, load_conversations
-from ..formatting import ASSISTANT, PROMPTER, ROLE_MARKERS, ConversationError, normalize_messages
-from ..masking import tokenize_conversation
+from ..data.conversations import course_data_path, load_conversations
+from ..steps.format import ASSISTANT, PROMPTER, ROLE_MARKERS, ConversationError, normalize_messages
+from ..steps.mask import tokenize_conversation
 from .chips import shifted_chips, token_chips
 
 VIEW_OPTIONS = [("message index", "message"), ("role", "role"), ("label mask", "label_mask"), ("shifted", "shifted")]
@@ -108,7 +108,7 @@ class MaskViewer(widgets.VBox):
 
     def __init__(self, conversations=None, tokenizer=None, *, model=None, selected=None, view="label_mask"):
         if tokenizer is None:
-            from ..tokenization import load_tokenizer
+            from ..steps.tokenize import load_tokenizer
 
             tokenizer = load_tokenizer(verbose=False)
         if conversations is None:
@@ -188,8 +188,8 @@ class MaskViewer(widgets.VBox):
         if key not in self._losses:
             import torch
 
-            from ..loss import MaskedCrossEntropyLoss
-            from ..shifting import shift_for_next_token
+            from ..steps.loss import MaskedCrossEntropyLoss
+            from ..steps.shift import shift_for_next_token
 
             device = next(self.model.parameters()).device  # the model may sit on a GPU
             example = {k: torch.tensor([self._example[k]], device=device) for k in ("input_ids", "label_mask")}

@@ -1,0 +1,32 @@
+"""Google Colab: each notebook's "Open in Colab" address, derived from :data:`sft_utils.REPO_URL`.
+
+Introduced in the notebooks' first cells (the badge, then a set-up cell that installs ``sft_utils`` on
+Colab only). ``tests/test_colab.py`` checks every notebook's badge and set-up cell against this module.
+"""
+
+from __future__ import annotations
+
+from .. import REPO_BRANCH, REPO_URL
+
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+COLAB_CLONE_DIR = "/content/sft-course"  # where the set-up cell clones the repository on Colab
+
+
+def colab_url(notebook: str) -> str:
+    """Colab's address of a notebook of the repository, e.g. ``colab_url("notebooks/01_format.ipynb")``.
+
+    Raises ValueError when :data:`sft_utils.REPO_URL` is not a ``https://github.com/owner/name`` address
+    (Colab opens notebooks from GitHub only) or the path is not a relative ``.ipynb`` path.
+    """
+    prefix = "https://github.com/"
+    owner_name = REPO_URL.removeprefix(prefix).removesuffix(".git")
+    if not REPO_URL.startswith(prefix) or owner_name.count("/") != 1:
+        raise ValueError(f"REPO_URL must be https://github.com/<owner>/<name>, got {REPO_URL!r}")
+    if notebook.startswith("/") or not notebook.endswith(".ipynb"):
+        raise ValueError(f"expected a notebook path inside the repository, got {notebook!r}")
+    return f"https://colab.research.google.com/github/{owner_name}/blob/{REPO_BRANCH}/{notebook}"
+
+
+def badge_markdown(notebook: str) -> str:
+    """The markdown of the badge: ``[![Open In Colab](badge)](colab_url(notebook))``."""
+    return f"[![Open In Colab]({COLAB_BADGE})]({colab_url(notebook)})"

@@ -1,0 +1,545 @@
+"""Checks for the notebooks' exercises: right or wrong, and why, without printing the solution.
+
+Introduced at the end of notebooks 01-07. An exercise id is ``"<notebook>.<number>"`` (``"03.1"``: notebook
+03, exercise 1). In a notebook::
+
+    answer = None  # your code
+    sft_utils.exercises.check("03.1", answer)
+
+Each check recomputes the true answer with ``sft_utils`` itself (the label mask of the given conversation,
+the masked loss of the given batch, …), so the checks cannot drift from the code the course teaches. A wrong
+answer that matches a typical mistake (a mask shifted by one, a mean over padded positions, training on the
+prompter, …) gets a hint aimed at that mistake; any other wrong answer gets a general hint. ``None`` (the
+placeholder) is "not answered yet", never an error. The solutions are in ``notebooks/solutions/``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..chat_format import ASSISTANT, OPEN_ASSISTANT, PROMPTER, SYSTEM
+from ..data.conversations import course_data_path, load_conversations
+from ..steps.format import format_conversation
+from ..steps.loss import MaskedCrossEntropyLoss, per_token_nll
+from ..steps.mask import generation_prompt_ids, tokenize_conversation
+from ..steps.shift import IGNORE_INDEX, labels_from_label_mask, shift_for_next_token
+
+CORRECT, WRONG, UNANSWERED = "correct", "wrong", "unanswered"
+# The exercises are about Open-Assistant's format: its end token and markers, from the one place that names them.
+_EOS = OPEN_ASSISTANT.end_of_message
+_SYSTEM_MARKER, _PROMPTER_MARKER, _ASSISTANT_MARKER = (OPEN_ASSISTANT.marker(r) for r in (SYSTEM, PROMPTER, ASSISTANT))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one check: ``status`` is ``"correct"``, ``"wrong"`` or ``"unanswered"``."""
+
+    exercise_id: str
+    status: str
+    message: str
+
+    def __str__(self) -> str:
+        mark = {CORRECT: "✅ right", WRONG: "❌ not yet", UNANSWERED: "… not answered yet"}[self.status]
+        return f"{self.exercise_id} {mark}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Exercise:
+    task: str  # one line, as the notebook asks it
+    judge: Callable  # answer -> (status, message)
+
+
+EXERCISES: dict[str, Exercise] = {}
+
+
+def exercise(exercise_id: str, task: str):
+    """Register ``judge(answer) -> (status, message)`` as the check of ``exercise_id``."""
+
+    def register(judge):
+        EXERCISES[exercise_id] = Exercise(task, judge)
+        return judge
+
+    return register
+
+
+def verdict(exercise_id: str, answer) -> Verdict:
+    """Judge ``answer``; never raises on a bad answer (an answer of the wrong kind is a wrong answer).
+
+    Raises KeyError for an unknown exercise id (a typo in the notebook, not a learner's mistake).
+    """
+    if exercise_id not in EXERCISES:
+        raise KeyError(f"no exercise {exercise_id!r}; known: {', '.join(EXERCISES)}")
+    if answer is None or answer is Ellipsis:
+        return Verdict(exercise_id, UNANSWERED, "replace `None` with your answer and run the cell again.")
+    try:
+        status, message = EXERCISES[exercise_id].judge(answer)
+    except _Unreadable as why:
+        status, message = WRONG, str(why)
+    return Verdict(exercise_id, status, message)
+
+
+def check(exercise_id: str, answer) -> None:
+    """Print whether ``answer`` to ``exercise_id`` is right, and why (or a hint); never the solution."""
+    print(verdict(exercise_id, answer))
+
+
+@functools.cache
+def inputs(exercise_id: str) -> dict:
+    """Data given to the learner for an exercise (fixed: recomputed identically on every call).
+
+    ``"06.1"``: a padded batch ``logits`` float32 ``[2, 7, 11]``, ``targets`` int64 ``[2, 7]``,
+    ``label_masks`` bool ``[2, 7]`` (the assistant's targets) and ``attention_mask`` int64 ``[2, 7]``
+    (0 on padding), as ``AssistantOnlyCollator`` would give it with a vocabulary of 11 tokens.
+    """
+    if exercise_id != "06.1":
+        raise KeyError(f"exercise {exercise_id!r} has no inputs")
+    generator = torch.Generator().manual_seed(6)
+    logits = torch.randn(2, 7, 11, generator=generator) * 2
+    targets = torch.randint(2, 11, (2, 7), generator=generator)
+    attention_mask = torch.tensor([[1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0, 0]])
+    label_masks = torch.tensor([[0, 0, 1, 1, 1, 1, 1], [0, 1, 1, 0, 0, 0, 0]], dtype=torch.bool)
+    targets[attention_mask == 0] = 1  # padded targets hold the pad id
+    return {"logits": logits, "targets": targets, "label_masks": label_masks, "attention_mask": attention_mask}
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+
+
+class _Unreadable(Exception):
+    """An answer of the wrong kind; its message says what was expected."""
+
+
+@functools.cache
+def _tokenizer():
+    from ..steps.tokenize import load_tokenizer
+
+    return load_tokenizer(verbose=False)
+
+
+@functools.cache
+def _conversation(conversation_id: str) -> tuple:
+    by_id = {c["id"]: c["messages"] for c in load_conversations(course_data_path())}
+    return tuple(by_id[conversation_id])
+
+
+def _ints(answer, what: str) -> list[int]:
+    """A list/tuple/tensor/numpy array of ints or bools as a list of int."""
+    given = answer
+    if hasattr(answer, "tolist") and not isinstance(answer, (list, tuple)):  # tensors, numpy arrays
+        answer = answer.tolist()
+    if isinstance(answer, (list, tuple)):
+        answer = [x.item() if hasattr(x, "item") else x for x in answer]  # numpy / tensor scalars inside a list
+    if not isinstance(answer, (list, tuple)) or not all(isinstance(x, (int, bool)) for x in answer):
+        raise _Unreadable(f"expected {what} (a flat list of ints), got {_describe(given)}")
+    return [int(x) for x in answer]
+
+
+def _number(answer, what: str) -> float:
+    # A one-value tensor or numpy array/scalar (np.sum gives np.int64, a float32 loss np.float32) is a number.
+    one_value = answer.numel() == 1 if torch.is_tensor(answer) else getattr(answer, "size", None) == 1
+    if one_value and hasattr(answer, "item"):
+        answer = answer.item()
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
+        raise _Unreadable(f"expected {what} (a number), got {_describe(answer)}")
+    return float(answer)
+
+
+def _describe(answer) -> str:
+    text = repr(answer)
+    return f"{type(answer).__name__} {text[:60]}{'…' if len(text) > 60 else ''}"
+
+
+def _match(answer, truth, right: str, mistakes: list[tuple], general: str, same=None) -> tuple[str, str]:
+    """Compare with the truth, then with each typical mistake ``(wrong_answer, hint)``, in order."""
+    same = same or (lambda a, b: a == b)
+    if same(answer, truth):
+        return CORRECT, right
+    for wrong, hint in mistakes:
+        if same(answer, wrong):
+            return WRONG, hint
+    return WRONG, general
+
+
+def _length_hint(answer: list, expected: int, what: str) -> tuple[str, str] | None:
+    if len(answer) != expected:
+        return WRONG, f"{what} has one value per token: expected {expected} values, got {len(answer)}."
+    return None
+
+
+def _match_list(answer: list, truth: list, right: str, mistakes: list[tuple], general: str, what: str):
+    """:func:`_match` for per-token lists: an unrecognised answer of the wrong length is told so."""
+    status, message = _match(answer, truth, right, mistakes, general)
+    if status == WRONG and message == general and len(answer) != len(truth):
+        return WRONG, f"expected {len(truth)} {what}, got {len(answer)} values."
+    return status, message
+
+
+# --- notebook 01: format ---------------------------------------------------------------------------------
+
+CHAT_01_1 = [{"role": "user", "content": "Hi!"}, {"role": "assistant", "content": "Hello, how can I help?"}]
+SYSTEM_01_1 = "Answer in one sentence."
+CHAT_01_2 = [
+    {"role": "prompter", "text": "What is 2 + 2?"},
+    {"role": "assistant", "text": "4."},
+    {"role": "prompter", "text": "And 3 + 3?"},
+]
+
+
+def _by_hand(parts, eos_after=lambda i: True) -> str:
+    return "".join(marker + text + (_EOS if eos_after(i) else "") for i, (marker, text) in enumerate(parts))
+
+
+@exercise("01.1", "the string of CHAT_01_1 with the system prompt SYSTEM_01_1, written without format_conversation")
+def _check_01_1(answer):
+    if not isinstance(answer, str):
+        raise _Unreadable(f"expected a string, got {_describe(answer)}")
+    truth = format_conversation(CHAT_01_1, system=SYSTEM_01_1)
+    system, user, bot = (
+        (_SYSTEM_MARKER, SYSTEM_01_1),
+        (_PROMPTER_MARKER, "Hi!"),
+        (_ASSISTANT_MARKER, "Hello, how can I help?"),
+    )
+    mistakes = [
+        (_by_hand([user, bot]), "the system prompt is missing: it is one more message, always first."),
+        (_by_hand([user, bot, system]), "the system message comes first, before the prompter."),
+        (
+            _by_hand([system, ("<|user|>", "Hi!"), bot]),
+            "there is no <|user|> marker: the role `user` maps to prompter.",
+        ),
+        (
+            _by_hand([system, user, bot], eos_after=lambda i: i != 1),
+            "every message closes with <|endoftext|>, the prompter's too.",
+        ),
+        (
+            _by_hand([system, user, bot], eos_after=lambda i: i != 2),
+            "the reply needs its closing <|endoftext|>: it is how the model learns to stop.",
+        ),
+    ]
+    general = "compare marker by marker: <|system|>, <|prompter|>, <|assistant|>, each text followed by <|endoftext|>."
+    return _match(answer, truth, "one marker + text + <|endoftext|> per message, system first.", mistakes, general)
+
+
+@exercise("01.2", "the string to give the model so that it answers the last question of CHAT_01_2")
+def _check_01_2(answer):
+    if not isinstance(answer, str):
+        raise _Unreadable(f"expected a string, got {_describe(answer)}")
+    conversation = format_conversation(CHAT_01_2)
+    truth = format_conversation(CHAT_01_2, add_generation_prompt=True)
+    mistakes = [
+        (conversation, "the model must be told whose turn it is: end with the assistant's marker."),
+        (truth + _EOS, "do not close the reply: the model writes the reply and its <|endoftext|> itself."),
+        (conversation + _PROMPTER_MARKER, "the next turn is the assistant's, not the prompter's."),
+        (
+            format_conversation(CHAT_01_2[-1:], add_generation_prompt=True),
+            "keep the whole conversation: `3 + 3` only makes sense after the first exchange.",
+        ),
+    ]
+    general = "format the whole conversation as in notebook 01, then open the assistant's turn."
+    return _match(answer, truth, "the conversation, then <|assistant|>: the reply is the model's.", mistakes, general)
+
+
+# --- notebook 02: tokenize -------------------------------------------------------------------------------
+
+TEXT_02_1 = "Type <|assistant|> to start."
+
+
+@exercise("02.1", "the input_ids of the message text TEXT_02_1, tokenized as tokenize_conversation does it")
+def _check_02_1(answer):
+    answer = _ints(answer, "input_ids")
+    tokenizer = _tokenizer()
+    truth = tokenizer(TEXT_02_1, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    as_marker = tokenizer(TEXT_02_1, add_special_tokens=False)["input_ids"]
+    prompter, eos = tokenizer.convert_tokens_to_ids(_PROMPTER_MARKER), tokenizer.eos_token_id
+    mistakes = [
+        (as_marker, "the typed <|assistant|> became the role token 50280: a user could then fake a reply."),
+        ([prompter, *truth, eos], "only the text's ids: tokenize_conversation adds the marker and <|endoftext|>."),
+    ]
+    general = "tokenize the text alone, keeping any typed marker as plain text (see notebook 02's last section)."
+    return _match(answer, truth, "the typed marker stays plain text, so it cannot change a role.", mistakes, general)
+
+
+@exercise("02.2", "(eos id, pad id): the id every reply must end with, and the id used for padding")
+def _check_02_2(answer):
+    if not isinstance(answer, (tuple, list)) or len(answer) != 2:
+        raise _Unreadable(f"expected a pair (eos_id, pad_id), got {_describe(answer)}")
+    answer = tuple(_ints(list(answer), "two ids"))
+    tokenizer = _tokenizer()
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    mistakes = [
+        ((pad, eos), "swapped: <|endoftext|> ends messages, <|padding|> fills batches."),
+        ((eos, eos), "padding with <|endoftext|> would make real end tokens look like padding (notebook 04)."),
+        ((tokenizer.convert_tokens_to_ids(_ASSISTANT_MARKER), pad), "50280 is <|assistant|>, the reply's first token."),
+    ]
+    general = "look at tokenizer.eos_token_id and tokenizer.pad_token_id (notebook 02, 'The role tokens')."
+    return _match(answer, (eos, pad), "<|endoftext|> = 0 ends every message; <|padding|> = 1 pads.", mistakes, general)
+
+
+# --- notebook 03: mask -----------------------------------------------------------------------------------
+
+
+def _assistant_edges(example) -> tuple[list[int], list[int]]:
+    """Positions of each assistant message's marker and of its closing <|endoftext|>."""
+    mask, index = example["label_mask"], example["message_indices"]
+    starts = [t for t in range(len(mask)) if mask[t] and (t == 0 or index[t - 1] != index[t])]
+    ends = [t for t in range(len(mask)) if mask[t] and (t == len(mask) - 1 or index[t + 1] != index[t])]
+    return starts, ends
+
+
+@exercise("03.1", "the label_mask of the memo-hello conversation, one 0/1 per token")
+def _check_03_1(answer):
+    answer = _ints(answer, "a label mask")
+    example = tokenize_conversation(list(_conversation("memo-hello")), _tokenizer())
+    truth = [int(x) for x in example["label_mask"]]
+    if wrong_length := _length_hint(answer, len(truth), "the label mask"):
+        if answer == truth[1:] or answer == truth[:-1]:
+            return WRONG, "that is the shifted mask of step 4; here the mask is aligned with input_ids (T values)."
+        return wrong_length
+    starts, ends = _assistant_edges(example)
+    no_marker = [0 if t in starts else m for t, m in enumerate(truth)]
+    no_eos = [0 if t in ends else m for t, m in enumerate(truth)]
+    mistakes = [
+        ([1 - m for m in truth], "that trains the prompter: the model would learn to write the questions."),
+        ([1] * len(truth), "every token trained is plain causal-LM SFT; assistant-only loss trains the replies only."),
+        ([0, *truth[:-1]], "shifted by one: the shift belongs to step 4 (notebook 04); here mask[t] is token t's."),
+        ([*truth[1:], 0], "shifted by one: the shift belongs to step 4 (notebook 04); here mask[t] is token t's."),
+        ([0 if t in ends else m for t, m in enumerate(no_marker)], _EDGE_HINT),
+        (no_marker, _EDGE_HINT),
+        (no_eos, _EDGE_HINT),
+    ]
+    general = "a token is trained when its message is the assistant's; compare with message_indices."
+    right = "every token of the assistant's messages, marker and closing <|endoftext|> included."
+    return _match(answer, truth, right, mistakes, general)
+
+
+_EDGE_HINT = (
+    "the reply's <|assistant|> marker and its closing <|endoftext|> are trained too: the model learns to start "
+    "and to stop."
+)
+
+
+@exercise("03.2", "how many tokens of the memo-riddle conversation are trained")
+def _check_03_2(answer):
+    answer = _number(answer, "a count of tokens")
+    example = tokenize_conversation(list(_conversation("memo-riddle")), _tokenizer())
+    trained, total = sum(example["label_mask"]), len(example["input_ids"])
+    replies = len(_assistant_edges(example)[0])
+    mistakes = [
+        (total - trained, "you counted the untrained tokens (the prompter's)."),
+        (total, "that is every token: count only those where label_mask is True."),
+        (trained - 2 * replies, _EDGE_HINT),
+        (trained - replies, _EDGE_HINT),
+    ]
+    general = "sum the label_mask of tokenize_conversation(riddle, tokenizer)."
+    return _match(answer, trained, "the sum of the label mask.", mistakes, general)
+
+
+# --- notebook 04: shift ----------------------------------------------------------------------------------
+
+
+def _hello_example() -> dict:
+    return tokenize_conversation(list(_conversation("memo-hello")), _tokenizer())
+
+
+@exercise("04.1", "the targets of the memo-hello conversation (the memo's shifted convention)")
+def _check_04_1(answer):
+    answer = _ints(answer, "targets")
+    example = _hello_example()
+    ids, truth = example["input_ids"], shift_for_next_token(example)["targets"]
+    mistakes = [
+        (ids, "targets[t] is the token after input_ids[t]: unshifted, the model would copy its input."),
+        (ids[:-1], "that is the input side (input_ids[:-1]); the targets are one position later."),
+        ([ids[0], *ids[:-2]], "shifted the wrong way: targets look ahead, not back."),
+    ]
+    general = "one target per input position, each the next token."
+    right = "targets = input_ids[1:], the next token at every position."
+    return _match_list(answer, truth, right, mistakes, general, "targets (one per input position)")
+
+
+@exercise("04.2", "the label_masks that go with those targets (one 0/1 per target)")
+def _check_04_2(answer):
+    answer = _ints(answer, "label masks")
+    example = _hello_example()
+    mask = [int(x) for x in example["label_mask"]]
+    truth = [int(x) for x in shift_for_next_token(example)["label_masks"]]
+    mistakes = [
+        (mask[:-1], "the mask must move with the targets: label_masks[t] says whether targets[t] is trained."),
+        (mask, "the mask moves with the targets: drop its first value, as for the targets."),
+        ([1 - m for m in truth], "that trains the prompter's tokens: invert it."),
+    ]
+    general = "shift the label mask exactly like the input_ids became targets."
+    right = "label_masks = label_mask[1:], aligned with the targets."
+    return _match_list(answer, truth, right, mistakes, general, "label_masks (one per target)")
+
+
+@exercise("04.3", "the labels of memo-hello in transformers' convention (for model(input_ids, labels=...))")
+def _check_04_3(answer):
+    answer = _ints(answer, "labels")
+    example = _hello_example()
+    ids = torch.tensor(example["input_ids"])
+    mask = torch.tensor(example["label_mask"])
+    truth = labels_from_label_mask(ids, mask).tolist()
+    shifted = shift_for_next_token(example)
+    mistakes = [
+        (
+            torch.where(torch.tensor(shifted["label_masks"]), torch.tensor(shifted["targets"]), IGNORE_INDEX).tolist(),
+            "shifted twice: model(labels=...) shifts inside its loss, so labels stay aligned with input_ids.",
+        ),
+        (torch.where(mask, ids, 0).tolist(), "0 is <|endoftext|>, a real token: untrained positions hold -100."),
+        (ids.tolist(), "labels = input_ids trains every token (plain SFT): put -100 where the mask is False."),
+        (torch.where(mask, IGNORE_INDEX, ids).tolist(), "that trains the prompter: -100 goes where the mask is False."),
+    ]
+    general = "labels = input_ids, with -100 wherever label_mask is False; not shifted."
+    right = "input_ids with -100 on untrained tokens; the model shifts."
+    return _match_list(answer, truth, right, mistakes, general, "labels (one per token: not shifted)")
+
+
+# --- notebook 05: project --------------------------------------------------------------------------------
+
+
+def _pythia_14m():
+    from ..models.pythia import pythia_config
+
+    return pythia_config("pythia-14m")
+
+
+@exercise("05.1", "the shape of pythia-14m's logits for input_ids of shape [4, 37]")
+def _check_05_1(answer):
+    if torch.is_tensor(answer) or not isinstance(answer, (tuple, list, torch.Size)):
+        raise _Unreadable(f"expected a shape such as (1, 2, 3), got {_describe(answer)}")
+    answer = tuple(_ints(list(answer), "a shape"))
+    config = _pythia_14m()
+    truth = (4, 37, config.vocab_size)
+    mistakes = [
+        (
+            (4, 37, len(_tokenizer())),
+            "the head has vocab_size rows (model.config.vocab_size), padded beyond len(tokenizer).",
+        ),
+        (
+            (4, 37, config.hidden_size),
+            "that is the hidden state before the head; the head maps it to one score per token.",
+        ),
+        ((37, 4, config.vocab_size), "batch first: [batch, seq, vocab]."),
+        ((4, 36, config.vocab_size), "the model does not shift: one row of logits per input position."),
+    ]
+    general = "logits are [batch, seq, vocab_size]; look at model.config."
+    return _match(
+        answer, truth, "[batch, seq, vocab_size]: one score per vocabulary entry per position.", mistakes, general
+    )
+
+
+@exercise("05.2", "the memory, in GB (10^9 bytes), of float32 logits for a batch of 8 x 2048 tokens of pythia-14m")
+def _check_05_2(answer):
+    answer = _number(answer, "a size in GB")
+    elements = 8 * 2048 * _pythia_14m().vocab_size
+    truth = elements * 4 / 1e9
+    mistakes = [
+        (elements * 2 / 1e9, "that is bfloat16 (2 bytes); float32 takes 4 bytes per value."),
+        (elements / 1e9, "that counts values; each float32 value takes 4 bytes."),
+        (elements * 4 / 2**30, "that is GiB (2^30 bytes); the question asks GB (10^9 bytes)."),
+    ]
+    general = "batch x seq x vocab_size values, 4 bytes each (sft_utils.modeling.logits_nbytes)."
+
+    def close(a, b):
+        return math.isclose(a, b, rel_tol=0.005)
+
+    return _match(answer, truth, "batch x seq x vocab_size x 4 bytes: over 3 GB.", mistakes, general, same=close)
+
+
+# --- notebook 06: loss -----------------------------------------------------------------------------------
+
+
+@exercise("06.1", "the assistant-only loss of the batch sft_utils.exercises.inputs('06.1'), in nats")
+def _check_06_1(answer):
+    answer = _number(answer, "a loss")
+    batch = inputs("06.1")
+    logits, targets, mask = batch["logits"], batch["targets"], batch["label_masks"]
+    attention = batch["attention_mask"].bool()
+    truth = MaskedCrossEntropyLoss()(logits, targets, mask).item()
+    nll = per_token_nll(logits, targets)
+    per_example = [nll[b][mask[b]].mean() for b in range(len(mask))]
+    shifted = torch.roll(mask, 1, dims=1)
+    shifted[:, 0] = False
+    mistakes = [
+        (nll.mean().item(), "a mean over every position, padding and prompt included: keep the trained targets only."),
+        (
+            nll[attention].mean().item(),
+            "a mean over all real tokens is plain SFT: the prompt's targets must not count.",
+        ),
+        (nll[mask].sum().item(), "that is the sum: divide by the number of trained targets."),
+        (nll[mask].sum().item() / mask.numel(), "divided by B x T: padding and prompt dilute the loss."),
+        (torch.stack(per_example).mean().item(), "a mean of per-example means weights short replies more."),
+        (nll[shifted].mean().item(), "the mask is shifted by one: label_masks[t] already belongs to targets[t]."),
+        (nll[~mask & attention].mean().item(), "that is the prompt's loss: keep the positions where the mask is True."),
+    ]
+    general = "-log softmax(logits)[target] at the masked positions, summed, divided by their count."
+
+    def close(a, b):
+        return math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5)
+
+    right = "sum over trained targets / their count."
+    return _match(answer, truth, right, mistakes, general, same=close)
+
+
+@exercise("06.2", "the perplexity of a model that gives every token of pythia-14m's vocabulary the same probability")
+def _check_06_2(answer):
+    answer = _number(answer, "a perplexity")
+    vocab_size = _pythia_14m().vocab_size
+    loss = math.log(vocab_size)
+    mistakes = [
+        (loss, "that is the loss in nats; perplexity = exp(loss)."),
+        (math.log2(vocab_size), "that is the loss in bits; perplexity = exp(loss in nats) = 2 ** (loss in bits)."),
+        (
+            len(_tokenizer()),
+            "the logits have vocab_size columns (model.config.vocab_size), a bit more than the tokenizer.",
+        ),
+        (1 / vocab_size, "that is the probability of each token; perplexity = exp(-log p) = 1 / p."),
+    ]
+    general = "perplexity = exp(loss), and a uniform model's loss is ln(vocab_size)."
+
+    def close(a, b):
+        return math.isclose(a, b, rel_tol=1e-6)
+
+    right = "exp(ln V) = V: as unsure as a uniform pick among V tokens."
+    return _match(answer, float(vocab_size), right, mistakes, general, same=close)
+
+
+# --- notebook 07: fine-tune ------------------------------------------------------------------------------
+
+COUNTS_07_1 = [12, 30, 18, 40]
+
+
+@exercise("07.1", "accumulating 4 micro-batch losses with reduction='sum': divide their summed gradient by what?")
+def _check_07_1(answer):
+    answer = _number(answer, "a number")
+    truth = sum(COUNTS_07_1)
+    mistakes = [
+        (len(COUNTS_07_1), "that averages micro-batch means: a token in a short micro-batch would weigh more."),
+        (truth / len(COUNTS_07_1), "the mean count; divide by the step's total number of trained targets."),
+        (1, "without dividing, the step size grows with the number of trained tokens."),
+    ]
+    general = "one big batch divides by its trained-target count; accumulation must give the same gradient."
+    right = "the step's total count of trained targets: the same gradient as one big batch."
+    return _match(answer, truth, right, mistakes, general)
+
+
+@exercise("07.2", "the id that must end the prompt so that the model writes the reply")
+def _check_07_2(answer):
+    answer = _number(answer, "a token id")
+    tokenizer = _tokenizer()
+    question = [{"role": "prompter", "text": "What is 15% of 80?"}]
+    truth = generation_prompt_ids(question, tokenizer)[-1]
+    mistakes = [
+        (tokenizer.eos_token_id, "<|endoftext|> closes the prompter's message; then the assistant's turn opens."),
+        (
+            tokenizer.convert_tokens_to_ids(_PROMPTER_MARKER),
+            "that is the prompter's marker; the reply is the assistant's.",
+        ),
+        (tokenizer.pad_token_id, "padding is never part of a prompt."),
+    ]
+    general = "see sft_utils.generation_prompt_ids (notebook 07, 'Asking the model')."
+    return _match(answer, truth, "<|assistant|> (50280): the model continues as the assistant.", mistakes, general)

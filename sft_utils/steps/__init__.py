@@ -1,0 +1,11 @@
+"""The memo's six steps, one module each, in the order a conversation goes through them.
+
+format    step 1  format_conversation: messages -> one string                  notebook 01
+tokenize  step 2  load_tokenizer: Pythia's BPE plus the format's role tokens    notebook 02
+mask      step 3  tokenize_conversation: ids, message indices, label mask       notebook 03
+shift     step 4  shift_for_next_token, collators: targets and label_masks      notebook 04
+project   step 5  output_head: hidden states -> logits [batch, seq, vocab]      notebook 05
+loss      step 6  MaskedCrossEntropyLoss: CE over the trained tokens only       notebook 06
+
+Every step takes ``chat_format=`` (:mod:`sft_utils.chat_format`) where the format matters.
+"""

@@ -1,0 +1,144 @@
+"""Step 1 of the memo: a conversation (a list of messages) becomes one string.
+
+Introduced in notebook 01_format.
+
+Open-Assistant's format puts a role marker before each message and one ``<|endoftext|>`` after it::
+
+    <|system|>…<|endoftext|><|prompter|>…<|endoftext|><|assistant|>…<|endoftext|>…
+
+The string is what a person reads; the token ids of step 2 are built message by message from the
+validated messages (see :mod:`sft_utils.steps.mask`), never by re-parsing this string, so that a user
+who types ``<|assistant|>`` cannot change the role of later tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from ..chat_format import ASSISTANT, OPEN_ASSISTANT, PROMPTER, ROLE_ALIASES, SYSTEM, ChatFormat
+
+EOS_TOKEN = OPEN_ASSISTANT.end_of_message  # "<|endoftext|>", id 0: closes every message
+PAD_TOKEN = OPEN_ASSISTANT.pad_token  # "<|padding|>", id 1
+#: Role -> marker inserted before the message text (Open-Assistant's markers).
+ROLE_MARKERS = dict(OPEN_ASSISTANT.role_markers)
+
+
+# Characters that print as nothing: a text made only of these and whitespace is empty to a reader.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+
+
+class ConversationError(ValueError):
+    """A conversation that cannot be formatted or masked safely.
+
+    The message names the conversation (when known) and the offending message, so a bad line in a
+    10 000-line file can be found.
+    """
+
+
+def conversation_name(conversation_id, index=None) -> str:
+    """How errors name a conversation: ``conversation 'id', message 3`` (or just ``conversation``)."""
+    name = f"conversation {conversation_id!r}" if conversation_id is not None else "conversation"
+    return name if index is None else f"{name}, message {index}"
+
+
+def normalize_messages(messages, *, system: str | None = None, conversation_id=None) -> list[dict]:
+    """Validate ``messages`` and return them as ``[{"role": "prompter"|"assistant"|"system", "text": str}]``.
+
+    Accepts this course's form (``role`` in {prompter, assistant, system} with ``text``) and the
+    ecosystem's chat form (``role`` in {user, assistant, system} with ``content``). ``system``, if
+    given, becomes a first system message.
+
+    Rules (each broken rule raises :class:`ConversationError` naming ``conversation_id`` and the
+    message index): ``messages`` is a non-empty list of mappings; every role is known; every text is
+    a ``str`` that is valid Unicode (no lone surrogate) and holds more than whitespace and zero-width
+    characters; a system message may only come first (and not together
+    with ``system=``); after it, roles alternate prompter, assistant, prompter, … starting with the
+    prompter. A conversation may end on either role (ending on the prompter is a generation prompt).
+    """
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise ConversationError(
+            f"{conversation_name(conversation_id)}: messages must be a list of dicts, got {type(messages).__name__}"
+        )
+    # (index named in errors, role, text); the system= argument is named "system=".
+    entries: list[tuple] = [("system=", SYSTEM, system)] if system is not None else []
+    for i, message in enumerate(messages):
+        where = conversation_name(conversation_id, i)
+        if not isinstance(message, Mapping):
+            raise ConversationError(f"{where}: expected a dict with 'role' and 'text', got {type(message).__name__}")
+        raw_role = message.get("role")
+        role = ROLE_ALIASES.get(raw_role) if isinstance(raw_role, str) else None
+        if role is None:
+            raise ConversationError(f"{where}: unknown role {raw_role!r}; expected one of {sorted(ROLE_ALIASES)}")
+        if ("text" in message) == ("content" in message):
+            problem = "has both 'text' and 'content'" if "text" in message else "has no 'text' (or 'content') key"
+            raise ConversationError(f"{where}: {problem}")
+        entries.append((i, role, message["text"] if "text" in message else message["content"]))
+    if not entries:
+        raise ConversationError(f"{conversation_name(conversation_id)}: no messages")
+
+    for position, (i, role, text) in enumerate(entries):
+        where = conversation_name(conversation_id, i)
+        if not isinstance(text, str):
+            raise ConversationError(f"{where}: text must be a str, got {type(text).__name__}")
+        if not text.translate(_INVISIBLE).strip():
+            raise ConversationError(f"{where}: text is empty or whitespace only")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate such as "\ud800": not encodable, not tokenizable
+            raise ConversationError(f"{where}: text is not valid Unicode ({e.reason} at character {e.start})") from None
+        if role == SYSTEM and position != 0:
+            detail = "given both system= and a system message" if system is not None else "is not the first message"
+            raise ConversationError(f"{where}: system message {detail}")
+    turns = entries[1:] if entries[0][1] == SYSTEM else entries
+    for k, (i, role, _) in enumerate(turns):
+        expected = PROMPTER if k % 2 == 0 else ASSISTANT
+        if role != expected:
+            where = conversation_name(conversation_id, i)
+            raise ConversationError(
+                f"{where}: expected role {expected!r} (roles alternate, prompter first), got {role!r}"
+            )
+    return [{"role": role, "text": text} for _, role, text in entries]
+
+
+def render_message(message: Mapping, *, chat_format: ChatFormat = OPEN_ASSISTANT) -> str:
+    """One normalised message as it appears in the formatted string: marker + text + end of message
+    (``<|endoftext|>`` in :data:`~sft_utils.chat_format.OPEN_ASSISTANT`)."""
+    return chat_format.render(message["role"], message["text"])
+
+
+def format_conversation(
+    messages,
+    *,
+    system: str | None = None,
+    add_generation_prompt: bool = False,
+    conversation_id=None,
+    chat_format: ChatFormat = OPEN_ASSISTANT,
+) -> str:
+    """Memo step 1: render a conversation as one string (Open-Assistant's format by default).
+
+    Args:
+        messages: list of ``{"role", "text"}`` (or ``{"role", "content"}``) dicts; see
+            :func:`normalize_messages` for the rules.
+        system: optional system prompt, rendered first as ``<|system|>…<|endoftext|>``.
+        add_generation_prompt: append ``<|assistant|>`` so that a model continues with a reply
+            (the same idea as ``apply_chat_template(add_generation_prompt=True)``).
+        conversation_id: named in error messages.
+        chat_format: the markers and end token (:mod:`sft_utils.chat_format`).
+
+    Returns:
+        ``str``, e.g. ``"<|prompter|>Hi<|endoftext|><|assistant|>Hello!<|endoftext|>"``.
+
+    Raises:
+        ConversationError: on any message that breaks the rules of :func:`normalize_messages`, or when
+            ``add_generation_prompt`` is set and the last message is not the prompter's.
+    """
+    normalized = normalize_messages(messages, system=system, conversation_id=conversation_id)
+    text = "".join(render_message(m, chat_format=chat_format) for m in normalized)
+    if not add_generation_prompt:
+        return text
+    if normalized[-1]["role"] != PROMPTER:  # else two assistant turns in a row
+        raise ConversationError(
+            f"{conversation_name(conversation_id)}: add_generation_prompt needs a conversation that ends "
+            f"with the prompter, not the {normalized[-1]['role']}"
+        )
+    return text + chat_format.marker(ASSISTANT)

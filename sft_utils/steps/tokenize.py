@@ -1,0 +1,126 @@
+"""Step 2 of the memo: Pythia's tokenizer plus Open-Assistant's role tokens.
+
+Introduced in notebook 02_tokenize.
+
+The role tokens are added in one fixed order, so that the ids of the memo hold on every machine and in
+every process (ids come from the list order, never from a set or a dict of unknown order)::
+
+    <|prefix_begin|> 50277   <|prefix_end|> 50278   <|prompter|> 50279   <|assistant|> 50280   <|system|> 50281
+
+The padding token is ``<|padding|>`` (id 1), never ``<|endoftext|>`` (id 0): a pad equal to the
+end-of-reply token invites code that masks padding *by id* and so hides the real end of every reply.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..chat_format import OPEN_ASSISTANT, ChatFormat
+from ..models.hub import load_local_hub_or_cache
+from ..models.pythia import PYTHIA_VOCAB_LEN, pythia_size
+
+#: Added in this order; Open-Assistant's Pythia SFT models use the same list.
+ROLE_TOKENS = OPEN_ASSISTANT.added_tokens
+#: The ids the memo relies on (Pythia's base vocabulary has 50 277 entries, so they start at 50277).
+ROLE_TOKEN_IDS = OPEN_ASSISTANT.added_token_ids(PYTHIA_VOCAB_LEN)
+EOS_TOKEN_ID = 0  # Pythia's <|endoftext|>
+PAD_TOKEN_ID = 1  # Pythia's <|padding|>
+DEFAULT_TOKENIZER = "EleutherAI/pythia-70m"
+
+
+class OfflineAssetsMissing(FileNotFoundError):
+    """Neither the hub nor the offline copy of Pythia's tokenizer is available."""
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+
+
+def _from_pretrained(name_or_path, **kwargs):
+    """``AutoTokenizer.from_pretrained``, with an OSError (not a half-built tokenizer) when files are missing."""
+    from transformers import AutoTokenizer
+
+    if os.path.isdir(name_or_path) and not any(os.path.exists(os.path.join(name_or_path, f)) for f in TOKENIZER_FILES):
+        raise FileNotFoundError(f"folder {name_or_path!s} holds no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    # A hub cache holding only a model's files yields a near-empty tokenizer instead of an error.
+    if len(tokenizer) < PYTHIA_VOCAB_LEN:
+        raise OSError(f"{name_or_path!s}: tokenizer files missing or not Pythia's ({len(tokenizer)} tokens)")
+    return tokenizer
+
+
+def _load_base_tokenizer(name_or_path):
+    """Return (tokenizer, source description). Order: local folder, hub, hub cache, offline copy."""
+    tokenizer, source = load_local_hub_or_cache(name_or_path, _from_pretrained)
+    if tokenizer is not None:
+        return tokenizer, source
+    from ..models.assets import offline_tokenizer_dir  # here, so that `python -m sft_utils.assets` is not pre-imported
+
+    offline = offline_tokenizer_dir()
+    if pythia_size(name_or_path) is None:
+        raise OfflineAssetsMissing(
+            f"Cannot load {name_or_path!r} ({source}): offline, only Pythia's tokenizer "
+            "is available (any 'EleutherAI/pythia-*' name)"
+        )
+    if (offline / "tokenizer.json").exists():
+        return _from_pretrained(offline), f"offline copy of Pythia's tokenizer ({source})"
+    raise OfflineAssetsMissing(
+        f"Cannot load {name_or_path!r}: {source}, and the offline copy is missing.\n"
+        "Build it once (needs PyPI only):  python -m sft_utils.assets"
+    )
+
+
+def add_role_tokens(tokenizer, chat_format: ChatFormat = OPEN_ASSISTANT):
+    """Add ``chat_format.added_tokens`` as special tokens, in order, set the pad token (``<|padding|>``) and
+    install the format's chat template (``sft_utils/templates/``, for ``apply_chat_template``).
+
+    Returns the same tokenizer. Raises ValueError when the resulting ids differ from
+    ``chat_format.added_token_ids(50277)`` or end of message / pad are not ids 0 / 1 (a tokenizer that is
+    not Pythia's, or one that already holds other added tokens), because every mask and id in the course
+    assumes them.
+    """
+    tokenizer.add_tokens(list(chat_format.added_tokens), special_tokens=True)
+    tokenizer.pad_token = chat_format.pad_token
+    # Pythia ships no chat template; the format's renders what format_conversation renders (tests check it).
+    tokenizer.chat_template = chat_format.chat_template()
+    expected = chat_format.added_token_ids(PYTHIA_VOCAB_LEN)
+    got = {t: tokenizer.convert_tokens_to_ids(t) for t in chat_format.added_tokens}
+    end, pad = chat_format.end_of_message, chat_format.pad_token
+    got_special = {end: tokenizer.convert_tokens_to_ids(end), pad: tokenizer.pad_token_id}
+    if got != expected or got_special != {end: EOS_TOKEN_ID, pad: PAD_TOKEN_ID}:
+        raise ValueError(
+            f"unexpected token ids {got | got_special}; expected {expected}, {end} {EOS_TOKEN_ID}, {pad} {PAD_TOKEN_ID}"
+        )
+    return tokenizer
+
+
+def load_tokenizer(name_or_path=DEFAULT_TOKENIZER, *, verbose: bool = True, chat_format: ChatFormat = OPEN_ASSISTANT):
+    """Memo step 2: Pythia's tokenizer with the role tokens added (``PreTrainedTokenizerFast``).
+
+    Args:
+        name_or_path: a hub name (any Pythia size: they share one tokenizer) or a local folder.
+        verbose: print which source was used.
+        chat_format: whose tokens and chat template to add (:mod:`sft_utils.chat_format`).
+
+    Returns:
+        A fast tokenizer with ``len(tokenizer) == 50282``, ``<|prompter|>`` = 50279,
+        ``<|assistant|>`` = 50280, ``<|system|>`` = 50281, ``eos`` = ``<|endoftext|>`` (0) and
+        ``pad`` = ``<|padding|>`` (1), and ``tokenizer.chat_template`` set to Open-Assistant's format
+        with ``{% generation %}`` blocks, so ``apply_chat_template(…, return_assistant_tokens_mask=True)``
+        gives ``tokenize_conversation``'s ids and ``label_mask``. ``tokenizer.sft_source`` says where it came from.
+
+    Order of sources: a local folder; the hub when reachable (see :func:`sft_utils.hub.hub_is_reachable`);
+    the hub cache; the offline copy built by ``python -m sft_utils.assets``.
+
+    Raises:
+        OfflineAssetsMissing: no source is available (the message gives the command to run), or the
+            hub is unavailable and ``name_or_path`` is not a Pythia name.
+        FileNotFoundError: ``name_or_path`` is a path (``/…``, ``./…``, ``~/…``) that is not a folder.
+        ValueError: the role tokens did not get the memo's ids.
+    """
+    tokenizer, source = _load_base_tokenizer(name_or_path)
+    add_role_tokens(tokenizer, chat_format)
+    tokenizer.sft_source = source
+    if verbose:
+        ids = chat_format.added_token_ids(PYTHIA_VOCAB_LEN).values()
+        print(f"Tokenizer: {source}; {len(tokenizer)} tokens, role tokens at {min(ids)}-{max(ids)}")
+    return tokenizer

@@ -1,0 +1,131 @@
+"""``python -m sft_utils.train``: fine-tune a Pythia model with the assistant-only loss from the command line.
+
+Introduced in notebook 07_finetune_pythia (the notebook calls the same :func:`sft_utils.train.train`).
+Runs unchanged under ``accelerate launch`` (several GPUs, or ``--cpu --num_processes 2``; an FSDP example
+is ``configs/fsdp.yaml``)::
+
+    python -m sft_utils.train --model EleutherAI/pythia-160m --steps 300 --batch-size 8 --grad-accum 4
+    accelerate launch --num_processes 2 -m sft_utils.train --steps 300
+    SFT_SMOKE=1 python -m sft_utils.train          # CPU smoke run: pythia-14m, 40 steps
+
+Data: oasst1 from the hub (one best-ranked thread per tree, ``--lang``), or ``--data file.jsonl``; offline,
+the course's ``data/conversations.jsonl`` (and it says so). Writes the checkpoint (``save_pretrained``),
+``history.json`` and ``loss_curves.png`` into ``--output-dir``; ``--history-json`` elsewhere too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from ..data.conversations import load_conversations
+from ..data.oasst import load_oasst1_conversations, split_by_tree
+from ..models.pythia import load_model
+from ..steps.tokenize import load_tokenizer
+from .config import TrainConfig
+from .loop import train
+from .precision import PRECISIONS
+
+
+def smoke_mode() -> bool:
+    """True with ``SFT_SMOKE=1`` or without a GPU: tiny model, few steps, CPU."""
+    return os.environ.get("SFT_SMOKE") == "1" or not torch.cuda.is_available()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    defaults = TrainConfig()
+    summary = __doc__.splitlines()[0].replace("``", "")  # the docstring's reST quotes read as noise in --help
+    parser = argparse.ArgumentParser(prog="python -m sft_utils.train", description=summary)
+    parser.add_argument("--model", help=f"hub name or folder (default {defaults.model}; smoke: pythia-14m)")
+    parser.add_argument("--steps", type=int, help="optimizer steps")
+    parser.add_argument("--batch-size", type=int, help="conversations per micro-batch and process")
+    parser.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step (per process)")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default: 2e-5 pretrained, 1e-3 random)")
+    parser.add_argument("--warmup-steps", type=int, help="linear warm-up steps before the cosine decay")
+    parser.add_argument("--max-length", type=int, help="tokens per conversation (longer ones are cut)")
+    parser.add_argument("--precision", choices=PRECISIONS, help="auto: bf16 / fp16 on a GPU, fp32 on a CPU")
+    parser.add_argument("--seed", type=int, help="data order, and the weights when they are random (default 0)")
+    parser.add_argument("--eval-every", type=int, help="optimizer steps between validations")
+    parser.add_argument("--loss", choices=("masked", "plain"), help="assistant tokens only, or every token")
+    parser.add_argument("--output-dir", help="checkpoint folder ('' to save nothing)")
+    parser.add_argument("--smoke", action="store_true", help="tiny CPU run (also with SFT_SMOKE=1 or no GPU)")
+    parser.add_argument("--data", type=Path, help="a JSONL of conversations instead of oasst1")
+    parser.add_argument("--lang", default="en", help="oasst1 language ('' for all)")
+    parser.add_argument(
+        "--validation-fraction", type=float, help="share of trees held out (default 0.05; offline fallback 0.25)"
+    )
+    parser.add_argument("--max-conversations", type=int, help="use at most this many training conversations")
+    parser.add_argument("--history-json", type=Path, help="also write the loss history here")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    args = parser.parse_args(argv)
+    if args.max_conversations is not None and args.max_conversations < 1:
+        parser.error(f"--max-conversations must be >= 1, got {args.max_conversations}")
+    if args.validation_fraction is not None and not 0 < args.validation_fraction < 1:
+        parser.error(f"--validation-fraction must be between 0 and 1, got {args.validation_fraction}")
+    try:
+        args.config = config_from_args(args)
+    except ValueError as error:  # TrainConfig.check: name the option as it is typed
+        name = str(error).split(" ", 1)[0]
+        parser.error(f"--{name.replace('_', '-')}{str(error)[len(name) :]}")
+    return args
+
+
+def config_from_args(args) -> TrainConfig:
+    """The options given, over the smoke or the full defaults."""
+    base = TrainConfig.smoke() if (args.smoke or smoke_mode()) else TrainConfig()
+    given = {k: v for k, v in vars(args).items() if k in base.__dataclass_fields__ and v is not None}
+    config = TrainConfig(**{**base.__dict__, **given})
+    config.output_dir = config.output_dir or None
+    return config
+
+
+def load_data(args):
+    """(train, validation, source) conversations from ``--data`` or oasst1 (hub, else offline fallback)."""
+    fraction = args.validation_fraction
+    if args.data is None:
+        # A fraction given on the command line holds for the offline fallback too (else it was silently ignored).
+        given = {} if fraction is None else {"validation_fraction": fraction, "fallback_validation_fraction": fraction}
+        return load_oasst1_conversations(lang=args.lang or None, max_conversations=args.max_conversations, **given)
+    conversations = load_conversations(args.data)
+    train_set, valid_set = split_by_tree(conversations, 0.05 if fraction is None else fraction)
+    return train_set[: args.max_conversations], valid_set, f"{args.data.name}: {len(conversations)} conversations"
+
+
+def main(argv=None) -> int:
+    from accelerate import PartialState
+
+    args = parse_args(argv)
+    config = args.config
+    main_process = PartialState(cpu=not torch.cuda.is_available()).is_main_process
+    say = print if main_process else (lambda *a, **k: None)
+    try:  # a bad --data file, --model name or data without trained tokens: one line, no traceback
+        train_set, valid_set, source = load_data(args)
+        say(f"data: {source}\n{len(train_set)} training, {len(valid_set)} validation conversations")
+        tokenizer = load_tokenizer(verbose=main_process)
+        model = load_model(config.model, seed=config.seed, verbose=main_process)
+        model, history = train(config, model, tokenizer, train_set, valid_set, progress=not args.no_progress)
+    except (ValueError, OSError) as error:  # ConversationError is a ValueError
+        print(f"python -m sft_utils.train: error: {error}", file=sys.stderr)
+        return 2
+    say(
+        f"{config.steps} steps, {history['processes']} process(es), {history['precision']}, "
+        f"{history['seconds']:.1f} s; padding {history['padding_share']:.1%}; "
+        f"validation assistant-only loss {history['valid_loss'][0]:.3f} -> {history['valid_loss'][-1]:.3f} "
+        f"(perplexity {history['valid_ppl'][-1]:.1f})"
+    )
+    if main_process:
+        paths = [args.history_json] + ([Path(config.output_dir) / "history.json"] if config.output_dir else [])
+        for path in filter(None, paths):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(history, indent=1))
+        if config.output_dir:
+            from ..viz.curves import plot_loss_curves
+
+            plot_loss_curves({config.loss: history}).savefig(Path(config.output_dir) / "loss_curves.png", dpi=100)
+            say(f"checkpoint, history.json and loss_curves.png in {config.output_dir}")
+    return 0

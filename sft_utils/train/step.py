@@ -1,0 +1,108 @@
+"""One optimizer step with the masked loss (memo steps 4-6 put to work), and the loss of one batch.
+
+Introduced in notebook 07_finetune_pythia, which builds the step in view and checks it against
+:func:`train_step`. :func:`masked_loss_sum` is the one place where the masked loss of a batch is computed: the
+step, the loop (:mod:`sft_utils.train.loop`) and evaluation (:mod:`sft_utils.train.evaluate`) all call it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..scale.chunked_loss import DEFAULT_CHUNK_ROWS, chunked_masked_cross_entropy
+from ..steps.loss import MaskedCrossEntropyLoss
+from ..steps.project import output_head
+from .precision import autocast, resolve_precision
+
+_sum_loss = MaskedCrossEntropyLoss(reduction="sum")
+SHIFTED_KEYS = ("input_ids", "attention_mask", "targets", "label_masks")
+
+
+def move_batch(batch: dict, device) -> dict:
+    """Every tensor of a collated batch on ``device``."""
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def check_shifted_batch(batch) -> None:
+    """Raise ValueError unless ``batch`` is a dict with the keys of ``AssistantOnlyCollator(convention='shifted')``."""
+    if not isinstance(batch, dict) or any(k not in batch for k in SHIFTED_KEYS):
+        got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise ValueError(
+            f"expected a batch from AssistantOnlyCollator(convention='shifted') with keys "
+            f"{', '.join(SHIFTED_KEYS)}; got {got}"
+        )
+
+
+def _inputs(batch: dict) -> dict:
+    # A packed batch (PackedCollator) restarts positions in each conversation; a plain one counts from 0.
+    keys = ("input_ids", "attention_mask", "position_ids")
+    return {k: batch[k] for k in keys if k in batch}
+
+
+def forward_logits(model, batch: dict, *, precision: str = "auto") -> torch.Tensor:
+    """Logits ``[B, T, vocab_size]`` of a shifted batch under :func:`sft_utils.train.precision.autocast`.
+
+    Keys used: ``input_ids``, ``attention_mask`` int64 ``[B, T]``, and ``position_ids`` when present (a packed
+    batch, whose ``attention_mask`` is an additive float ``[B, 1, T, T]``). Raises ValueError for anything but
+    a shifted batch, or a bad ``precision``.
+    """
+    check_shifted_batch(batch)
+    with autocast(precision, batch["input_ids"].device):
+        return model(**_inputs(batch)).logits
+
+
+def masked_loss_sum(
+    model, batch: dict, *, precision: str = "auto", full_logits: bool = False, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> tuple[torch.Tensor, int]:
+    """(sum of the trained targets' cross-entropy in nats, float32 scalar tensor; their count) for a shifted
+    batch: ``input_ids``, ``attention_mask``, ``targets`` int64 ``[B, T]``, ``label_masks`` bool ``[B, T]``.
+
+    ``full_logits=False`` (default) never builds the ``[B, T, vocab]`` logits: the model returns its last
+    hidden states and :func:`sft_utils.scale.chunked_loss.chunked_masked_cross_entropy` projects only the
+    trained rows, ``chunk_rows`` at a time (notebook 05). ``full_logits=True`` is the memo's path:
+    ``model(…).logits`` then :class:`sft_utils.MaskedCrossEntropyLoss`. Both give the same sum and gradients
+    (1e-6 in float32). The chunked path reads the head's weight outside the forward, which FSDP's sharded
+    weights do not allow: the loop takes the full-logits path under FSDP.
+
+    Raises ValueError for anything but a shifted batch, or a bad ``precision``.
+    """
+    check_shifted_batch(batch)
+    targets, mask = batch["targets"], batch["label_masks"]
+    if full_logits:
+        return _sum_loss(forward_logits(model, batch, precision=precision), targets, mask), int(mask.sum())
+    with autocast(precision, batch["input_ids"].device):
+        # Through the model's own forward, so that a DDP wrapper sees it, asking for the hidden states and for
+        # the logits of one position only (logits_to_keep=1): the [B, T, vocab] logits are never built. The
+        # last hidden state is the final layer norm's output, the head's input (transformers 4.57 and 5.x).
+        hidden = model(**_inputs(batch), output_hidden_states=True, logits_to_keep=1, use_cache=False).hidden_states[-1]
+        head = output_head(getattr(model, "module", model))  # DDP keeps the model in .module
+        return chunked_masked_cross_entropy(hidden, head.weight, targets, mask, bias=head.bias, chunk_rows=chunk_rows)
+
+
+def train_step(
+    model, batch: dict, optimizer, *, max_grad_norm: float = 1.0, precision: str = "auto", full_logits: bool = False
+) -> float:
+    """One optimizer step on the batch's mean trained-token loss (memo step 6); returns that loss in nats per
+    trained token. Gradients are clipped to a global norm of ``max_grad_norm``.
+
+    ``precision`` goes through :func:`sft_utils.resolve_precision` as a path without a gradient scaler ("auto":
+    bf16 on a GPU with native bf16, else fp32). ``full_logits=True`` is the memo's path, the one notebook 07
+    builds in view; the default, chunked path agrees with it to float32 rounding (which AdamW's first step
+    can magnify on near-zero gradients).
+
+    A batch without trained targets returns 0.0 and changes nothing (AdamW would still move the weights
+    through its momentum and weight decay). Raises ValueError for anything but a shifted batch, or for
+    ``precision="fp16"`` (no scaler here).
+    """
+    check_shifted_batch(batch)
+    precision = resolve_precision(precision, batch["input_ids"].device, scaler=False)
+    if not batch["label_masks"].any():
+        return 0.0
+    model.train()
+    loss_sum, count = masked_loss_sum(model, batch, precision=precision, full_logits=full_logits)
+    loss = loss_sum / count
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    return loss.item()

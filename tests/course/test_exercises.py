@@ -1,0 +1,205 @@
+"""The notebooks' exercises: solutions accepted, typical mistakes rejected with the matching hint."""
+
+import importlib.util
+import math
+import re
+
+import nbformat
+import pytest
+import torch
+
+import sft_utils
+from sft_utils import exercises
+from sft_utils.course.exercises import CORRECT, UNANSWERED, WRONG, verdict
+from sft_utils.course.notebooks import NOTEBOOK_DIR, course_notebooks
+
+SOLUTIONS = NOTEBOOK_DIR / "solutions"
+CHECK_CALL = re.compile(r"exercises\.check\(\s*[\"'](\d\d\.\d+)[\"']")
+
+
+def solution(exercise_id: str):
+    notebook, number = exercise_id.split(".")
+    spec = importlib.util.spec_from_file_location(f"s{notebook}", SOLUTIONS / f"s{notebook}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, f"ex_{notebook}_{number}")()
+
+
+def hint(exercise_id, answer) -> str:
+    result = verdict(exercise_id, answer)
+    assert result.status == WRONG, result
+    return result.message
+
+
+def checked_ids(path) -> list[str]:
+    nb = nbformat.read(path, as_version=4)
+    return [m for cell in nb.cells if cell.cell_type == "code" for m in CHECK_CALL.findall(cell.source)]
+
+
+@pytest.mark.parametrize("exercise_id", sorted(exercises.EXERCISES))
+def test_solution_is_accepted(exercise_id):
+    result = verdict(exercise_id, solution(exercise_id))
+    assert result.status == CORRECT, result
+
+
+@pytest.mark.parametrize("exercise_id", sorted(exercises.EXERCISES))
+def test_placeholder_is_not_answered_yet_and_odd_answers_do_not_raise(exercise_id, capsys):
+    assert verdict(exercise_id, None).status == UNANSWERED
+    exercises.check(exercise_id, None)
+    assert capsys.readouterr().out.startswith(f"{exercise_id} … not answered yet")
+    for odd in ("text", 3.5, [1, "a"], {"a": 1}, torch.zeros(2, 2)):
+        assert verdict(exercise_id, odd).status == WRONG
+
+
+@pytest.mark.parametrize("exercise_id", sorted(exercises.EXERCISES))
+def test_the_solution_is_never_printed(exercise_id, capsys):
+    answer = solution(exercise_id)
+    for attempt in (None, "text", 0, [0]):
+        exercises.check(exercise_id, attempt)
+    printed = capsys.readouterr().out
+    if isinstance(answer, str) or (isinstance(answer, list) and len(answer) > 3):
+        assert str(answer) not in printed and repr(answer) not in printed
+
+
+def test_every_notebook_has_two_or_three_exercises_and_every_check_exists():
+    used = []
+    for path in course_notebooks():
+        ids = checked_ids(path)
+        assert 2 <= len(ids) <= 3, (path.name, ids)
+        assert all(i.startswith(path.name[:2] + ".") for i in ids), (path.name, ids)
+        used += ids
+    assert sorted(used) == sorted(exercises.EXERCISES)
+
+
+def test_unknown_id_is_a_clear_error():
+    with pytest.raises(KeyError, match="no exercise '3.1'"):
+        verdict("3.1", [1])
+
+
+def test_01_mistakes(tokenizer):
+    right = solution("01.1")
+    assert "missing" in hint("01.1", right.replace("<|system|>Answer in one sentence.<|endoftext|>", ""))
+    assert "<|user|>" in hint("01.1", right.replace("<|prompter|>", "<|user|>"))
+    assert "the prompter's too" in hint("01.1", right.replace("Hi!<|endoftext|>", "Hi!"))
+    assert "learns to stop" in hint("01.1", right.removesuffix("<|endoftext|>"))
+    prompt = solution("01.2")
+    assert "whose turn" in hint("01.2", prompt.removesuffix("<|assistant|>"))
+    assert "writes the reply" in hint("01.2", prompt + "<|endoftext|>")
+
+
+def test_02_mistakes(tokenizer):
+    assert "50280" in hint("02.1", tokenizer(exercises.TEXT_02_1)["input_ids"])
+    assert "only the text" in hint("02.1", [50279, *solution("02.1"), 0])
+    assert "swapped" in hint("02.2", (1, 0))
+    assert "padding with <|endoftext|>" in hint("02.2", (0, 0))
+
+
+def test_03_mistakes(tokenizer):
+    mask = solution("03.1")
+    assert mask == [0] * 8 + [1] * 6 + [0] * 7 + [1] * 7  # memo-hello: 4 messages
+    assert "trains the prompter" in hint("03.1", [1 - m for m in mask])
+    assert "shifted by one" in hint("03.1", [0, *mask[:-1]])
+    assert "shifted by one" in hint("03.1", [*mask[1:], 0])
+    assert "step 4" in hint("03.1", mask[1:])
+    assert "plain causal-LM SFT" in hint("03.1", [True] * len(mask))
+    no_marker = mask.copy()
+    no_marker[8] = no_marker[21] = 0  # the two <|assistant|> markers
+    assert "start and to stop" in hint("03.1", no_marker)
+    assert "expected 28 values" in hint("03.1", mask + [0, 0])
+    assert verdict("03.1", torch.tensor(mask, dtype=torch.bool)).status == CORRECT
+    trained = solution("03.2")
+    riddle = next(c for c in sft_utils.load_conversations(sft_utils.course_data_path()) if c["id"] == "memo-riddle")
+    total = len(sft_utils.tokenize_conversation(riddle["messages"], tokenizer)["input_ids"])
+    assert "untrained" in hint("03.2", total - trained)
+    assert "every token" in hint("03.2", total)
+    assert "start and to stop" in hint("03.2", trained - 2 * 3)  # 3 replies, marker and <|endoftext|> each
+
+
+def test_04_mistakes(tokenizer):
+    targets, label_masks, labels = solution("04.1"), solution("04.2"), solution("04.3")
+    input_ids = [50279, *targets]
+    assert "copy its input" in hint("04.1", input_ids)
+    assert "input side" in hint("04.1", input_ids[:-1])
+    mask = [False, *label_masks]  # the first token is the prompter's marker
+    assert "move with the targets" in hint("04.2", mask[:-1])
+    assert "drop its first value" in hint("04.2", mask)
+    assert "shifted twice" in hint("04.3", [t if m else -100 for t, m in zip(targets, label_masks)])
+    assert "0 is <|endoftext|>" in hint("04.3", [0 if x == -100 else x for x in labels])
+    assert "plain SFT" in hint("04.3", input_ids)
+    assert labels.count(-100) == 15 and len(labels) == 28
+    assert "expected 27 targets" in hint("04.1", targets[:5])
+    assert "expected 28 labels (one per token: not shifted)" in hint("04.3", [1, 2])
+
+
+def test_05_mistakes():
+    assert solution("05.1") == (4, 37, 50304)
+    assert "padded beyond len(tokenizer)" in hint("05.1", (4, 37, 50282))
+    assert "hidden state" in hint("05.1", (4, 37, 128))
+    assert verdict("05.1", torch.Size([4, 37, 50304])).status == CORRECT
+    assert solution("05.2") == pytest.approx(3.2967, abs=1e-4)
+    assert "bfloat16" in hint("05.2", 1.648)
+    assert "4 bytes" in hint("05.2", 0.824)
+    assert "GiB" in hint("05.2", 3.07)
+
+
+def test_06_mistakes():
+    batch = exercises.inputs("06.1")
+    logits, targets, mask = batch["logits"], batch["targets"], batch["label_masks"]
+    # An independent reference: transformers' convention with -100 where not trained.
+    reference = torch.nn.functional.cross_entropy(logits.flatten(0, 1), torch.where(mask, targets, -100).flatten())
+    assert solution("06.1") == pytest.approx(reference.item(), rel=1e-6)
+    assert verdict("06.1", reference).status == CORRECT
+    unmasked = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    assert "padding and prompt included" in hint("06.1", unmasked.item())
+    nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(2, 7)
+    real = batch["attention_mask"].bool()
+    assert "plain SFT" in hint("06.1", nll[real].mean().item())
+    assert "the sum" in hint("06.1", nll[mask].sum().item())
+    assert "dilute" in hint("06.1", (nll * mask).sum().item() / 14)
+    assert "short replies" in hint("06.1", (nll * mask).sum(1).div(mask.sum(1)).mean().item())
+    shifted = torch.zeros_like(mask)
+    shifted[:, 1:] = mask[:, :-1]
+    assert "shifted by one" in hint("06.1", nll[shifted].mean().item())
+    assert solution("06.2") == pytest.approx(50304)
+    assert "exp(loss)" in hint("06.2", math.log(50304))
+    assert "1 / p" in hint("06.2", 1 / 50304)
+
+
+def test_07_mistakes():
+    assert solution("07.1") == 100
+    assert "short micro-batch" in hint("07.1", 4)
+    assert "mean count" in hint("07.1", 25)
+    assert solution("07.2") == 50280
+    assert "closes the prompter" in hint("07.2", 0)
+    assert "prompter's marker" in hint("07.2", 50279)
+
+
+def test_the_06_inputs_are_fixed_and_padded():
+    batch = exercises.inputs("06.1")
+    assert batch["logits"].shape == (2, 7, 11) and batch["logits"].dtype == torch.float32
+    assert batch["attention_mask"][1].tolist() == [1, 1, 1, 1, 0, 0, 0]
+    assert batch["targets"][1, 4:].tolist() == [1, 1, 1]  # the pad id on padded targets
+    assert not (batch["label_masks"] & ~batch["attention_mask"].bool()).any()  # padding is never trained
+    assert torch.equal(batch["logits"], exercises.inputs.__wrapped__("06.1")["logits"])  # same on every call
+
+
+def test_numpy_and_tensor_answers_are_read_as_numbers_and_lists():
+    """np.sum(mask) is an np.int64 and a float32 loss an np.float32: before, both were 'expected a number'."""
+    import numpy as np
+
+    trained, mask = solution("03.2"), solution("03.1")
+    for answer in (
+        np.int64(trained),
+        np.float32(trained),
+        np.array(trained),
+        np.array([trained]),
+        torch.tensor(trained),
+    ):
+        assert verdict("03.2", answer).status == CORRECT, (type(answer), answer)
+    for answer in (np.array(mask), np.array(mask, dtype=bool), [np.int64(m) for m in mask], torch.tensor(mask)):
+        assert verdict("03.1", answer).status == CORRECT, (type(answer), answer)
+    loss = solution("06.1")
+    assert verdict("06.1", np.float32(loss)).status == CORRECT
+    assert verdict("06.1", np.array([loss, loss])).status == WRONG  # two numbers are not one loss
+    # A wrong kind is described as given, not as the list it was turned into.
+    assert "got Tensor" in hint("03.1", torch.tensor(mask).float())
