@@ -9,7 +9,7 @@ require grad) through a ``50304 x 512`` head (a parameter) to the loss sum, in a
 
 * ``full + memo loss``: ``logits = head(hidden)`` ``[B, T, V]``, then ``MaskedCrossEntropyLoss`` (step 6);
 * ``full + F.cross_entropy``: the same logits, ``F.cross_entropy(…, ignore_index=-100, reduction="sum")``;
-* ``chunked (ours)``: :func:`sft_utils.chunked_loss.chunked_masked_cross_entropy`, ``--chunk-rows`` rows at once;
+* ``chunked (ours)``: :func:`sft_utils.scale.chunked_loss.chunked_masked_cross_entropy`, ``--chunk-rows`` rows at once;
 * ``TRL fused head``: TRL's ``ChunkedLogProbFunction`` called as ``add_fused_lm_head`` (what
   ``SFTTrainer(loss_type="nll")``, formerly ``"chunked_nll"``, uses) calls it on this device: on CUDA only
   the trained rows, elsewhere every row (its "compact" switch needs Triton);

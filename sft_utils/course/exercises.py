@@ -442,7 +442,7 @@ def _check_05_2(answer):
         (elements / 1e9, "that counts values; each float32 value takes 4 bytes."),
         (elements * 4 / 2**30, "that is GiB (2^30 bytes); the question asks GB (10^9 bytes)."),
     ]
-    general = "batch x seq x vocab_size values, 4 bytes each (sft_utils.modeling.logits_nbytes)."
+    general = "batch x seq x vocab_size values, 4 bytes each (sft_utils.steps.project.logits_nbytes)."
 
     def close(a, b):
         return math.isclose(a, b, rel_tol=0.005)

@@ -15,7 +15,7 @@ Here:
 So the largest temporary is one ``[chunk_rows, vocab]`` float32 block, whatever the batch size. The loss
 equals :class:`sft_utils.MaskedCrossEntropyLoss` on full logits (1e-6 in float32), and so do the gradients
 (tests check both). Under autocast the projection runs in the autocast dtype, as the model's head would,
-and the softmax in float32, as :func:`sft_utils.loss.per_token_nll` does.
+and the softmax in float32, as :func:`sft_utils.steps.loss.per_token_nll` does.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ class PackedCollator:
     ``[B, 1, L-1, L-1]`` of ``dtype``, additive: 0 where :func:`block_causal_mask` allows, the dtype's
     minimum elsewhere (padding attends only to padding, so no softmax row is empty). Pass
     ``input_ids``, ``attention_mask`` and ``position_ids`` to the model
-    (:func:`sft_utils.training.forward_logits` does).
+    (:func:`sft_utils.train.step.forward_logits` does).
 
     Args:
         pad_token_id: id that fills ``input_ids`` and ``targets`` after a row's last conversation.

@@ -52,26 +52,8 @@ class MaskedCrossEntropyLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``logits`` ``[B, T, V]``, ``targets`` ``[B, T]`` int, ``mask`` ``[B, T]`` -> float32 loss (nats)."""
-        for name, value in (("logits", logits), ("targets", targets), ("mask", mask)):
-            if not torch.is_tensor(value):
-                raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-        if logits.shape[:-1] != targets.shape or targets.shape != mask.shape:
-            raise ValueError(
-                f"shapes differ: logits {tuple(logits.shape)}, targets {tuple(targets.shape)}, "
-                f"mask {tuple(mask.shape)}; expected [B, T, V], [B, T], [B, T]"
-            )
-        if targets.dtype == torch.bool or targets.is_floating_point() or targets.is_complex():
-            raise TypeError(f"targets must be token ids (an integer tensor), got {targets.dtype}")
-        if mask.dtype != torch.bool:
-            if not ((mask == 0) | (mask == 1)).all():  # 0.5 or 2 would silently count as True
-                raise ValueError("mask must be bool or hold only 0 and 1")
-            mask = mask.bool()
+        mask = _checked_mask(logits, targets, mask)
         trained_targets = targets[mask]
-        if trained_targets.numel() and (trained_targets.min() < 0 or trained_targets.max() >= logits.shape[-1]):
-            raise ValueError(
-                f"a masked target is outside 0..{logits.shape[-1] - 1} "
-                f"(min {trained_targets.min().item()}, max {trained_targets.max().item()})"
-            )
         nll = per_token_nll(logits[mask], trained_targets)  # [N]: only the N trained rows
         if self.reduction == "none":
             return torch.zeros(mask.shape, dtype=nll.dtype, device=nll.device).masked_scatter(mask, nll)
@@ -79,3 +61,28 @@ class MaskedCrossEntropyLoss(nn.Module):
         if self.reduction == "sum":
             return total
         return total / mask.sum().clamp(min=1)
+
+
+def _checked_mask(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``mask`` as bool, after checking the three arguments as :class:`MaskedCrossEntropyLoss` documents."""
+    for name, value in (("logits", logits), ("targets", targets), ("mask", mask)):
+        if not torch.is_tensor(value):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if logits.shape[:-1] != targets.shape or targets.shape != mask.shape:
+        raise ValueError(
+            f"shapes differ: logits {tuple(logits.shape)}, targets {tuple(targets.shape)}, "
+            f"mask {tuple(mask.shape)}; expected [B, T, V], [B, T], [B, T]"
+        )
+    if targets.dtype == torch.bool or targets.is_floating_point() or targets.is_complex():
+        raise TypeError(f"targets must be token ids (an integer tensor), got {targets.dtype}")
+    if mask.dtype != torch.bool:
+        if not ((mask == 0) | (mask == 1)).all():  # 0.5 or 2 would silently count as True
+            raise ValueError("mask must be bool or hold only 0 and 1")
+        mask = mask.bool()
+    trained_targets = targets[mask]
+    if trained_targets.numel() and (trained_targets.min() < 0 or trained_targets.max() >= logits.shape[-1]):
+        raise ValueError(
+            f"a masked target is outside 0..{logits.shape[-1] - 1} "
+            f"(min {trained_targets.min().item()}, max {trained_targets.max().item()})"
+        )
+    return mask

@@ -38,7 +38,7 @@ def require_reply(normalized: list[dict], conversation_id=None) -> list[dict]:
 
 def check_max_length(max_length) -> None:
     """Raise ValueError unless ``max_length`` is None or an int >= 1 (tokens). Every route that truncates
-    (this module, ``sft_utils.preprocess``, ``sft_utils.viz``) checks it here."""
+    (this module, ``sft_utils.scale.preprocess``, ``sft_utils.viz``) checks it here."""
     if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
         raise ValueError(f"max_length must be an int >= 1 (tokens), got {max_length!r}")
 
@@ -65,7 +65,7 @@ def tokenize_conversation(
 
     Args:
         messages: list of ``{"role", "text"}`` / ``{"role", "content"}`` dicts (see
-            :func:`sft_utils.formatting.normalize_messages`).
+            :func:`sft_utils.steps.format.normalize_messages`).
         tokenizer: from :func:`sft_utils.load_tokenizer` (needs the role tokens).
         max_length: keep the first ``max_length`` tokens (right truncation; the policy is below).
         system: optional system prompt, as in :func:`sft_utils.format_conversation`.
@@ -90,8 +90,8 @@ def tokenize_conversation(
     are dropped. A cut assistant reply keeps its surviving tokens trained (they are the reply's real
     text), but loses its closing ``<|endoftext|>``, so it teaches nothing about stopping. When no
     trained *target* is left (position 0 is never a target), a ``UserWarning`` names the conversation;
-    :func:`sft_utils.truncation.truncation_report` counts such examples over a data set, and
-    :func:`sft_utils.truncation.tokenize_conversations` can drop them.
+    :func:`sft_utils.scale.truncation.truncation_report` counts such examples over a data set, and
+    :func:`sft_utils.scale.truncation.tokenize_conversations` can drop them.
 
     Pythia's tokenizer normalises text to Unicode NFC first, so decoding the ids gives back the NFC
     form of each text (``"e\u0301"`` comes back as ``"é"``); the mask is unaffected.

@@ -40,6 +40,18 @@ def shift_for_next_token(example: dict) -> dict:
             would be shifted instead of the token axis).
         TypeError: lists mixed with tensors.
     """
+    values, head, tail = _checked_columns(example)
+    ids, mask = values["input_ids"], values["label_mask"]
+    out = {"input_ids": head(ids), "targets": tail(ids), "label_masks": tail(mask)}
+    if "attention_mask" in values:
+        out["attention_mask"] = head(values["attention_mask"])
+    return out
+
+
+def _checked_columns(example: dict):
+    """(columns, head, tail) of an example for :func:`shift_for_next_token`: its ``input_ids``, ``label_mask``
+    (and ``attention_mask``), checked to be all lists or all tensors of one shape with at least 2 tokens, and
+    the slicing that drops the last / the first position on the token axis. Raises as documented there."""
     missing = [k for k in ("input_ids", "label_mask") if k not in example]
     if missing:
         raise ValueError(f"example has no {' or '.join(missing)}; expected the output of tokenize_conversation")
@@ -60,11 +72,7 @@ def shift_for_next_token(example: dict) -> dict:
     length = shapes["input_ids"][-1] if shapes["input_ids"] else 0
     if length < 2:
         raise ValueError(f"need at least 2 tokens to predict a next token, got {length}")
-    ids, mask = values["input_ids"], values["label_mask"]
-    out = {"input_ids": head(ids), "targets": tail(ids), "label_masks": tail(mask)}
-    if "attention_mask" in values:
-        out["attention_mask"] = head(values["attention_mask"])
-    return out
+    return values, head, tail
 
 
 def labels_from_label_mask(input_ids: torch.Tensor, label_mask: torch.Tensor) -> torch.Tensor:

@@ -108,7 +108,7 @@ def load_tokenizer(name_or_path=DEFAULT_TOKENIZER, *, verbose: bool = True, chat
         with ``{% generation %}`` blocks, so ``apply_chat_template(…, return_assistant_tokens_mask=True)``
         gives ``tokenize_conversation``'s ids and ``label_mask``. ``tokenizer.sft_source`` says where it came from.
 
-    Order of sources: a local folder; the hub when reachable (see :func:`sft_utils.hub.hub_is_reachable`);
+    Order of sources: a local folder; the hub when reachable (see :func:`sft_utils.models.hub.hub_is_reachable`);
     the hub cache; the offline copy built by ``python -m sft_utils.assets``.
 
     Raises:

@@ -2,7 +2,7 @@
 
 config      TrainConfig                                        the run's settings, beside the loop
 precision   resolve_precision, autocast                        one precision policy for every path
-step        masked_loss_sum, train_step, move_batch            one batch's loss; one optimizer step
+step        masked_loss_sum, train_step, accumulate_gradients  one batch's loss; the one optimizer step
 evaluate    evaluate                                           the one evaluator (token-weighted)
 loop        train                                              accumulation, schedule, DDP/FSDP, history
 checkpoint  save_checkpoint                                    save_pretrained, generation stopping at end of message
@@ -18,9 +18,9 @@ from .config import TrainConfig
 from .estimate import estimate_run_seconds
 from .evaluate import evaluate
 from .generate import generate_reply
-from .loop import accumulate_gradients, micro_batch_indices, train
+from .loop import micro_batch_indices, train
 from .precision import PRECISIONS, autocast, resolve_precision
-from .step import masked_loss_sum, move_batch, train_step
+from .step import accumulate_gradients, masked_loss_sum, move_batch, train_step
 
 __all__ = [
     "PRECISIONS",

@@ -19,7 +19,6 @@ backward pass. Library pieces: ``accelerate.Accelerator`` (devices, DDP, fp16 gr
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import time
@@ -31,10 +30,10 @@ from ..scale.truncation import tokenize_conversations
 from ..steps.shift import IGNORE_INDEX, AssistantOnlyCollator, CausalLMCollator
 from .checkpoint import save_checkpoint
 from .config import TrainConfig
-from .distributed import is_sharded, reduce_sum
+from .distributed import reduce_sum
 from .evaluate import evaluate
 from .precision import resolve_precision
-from .step import masked_loss_sum, move_batch
+from .step import move_batch, train_step
 
 ACCELERATE_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
 
@@ -80,42 +79,13 @@ def make_collator(loss: str, tokenizer):
     raise ValueError(f"loss must be 'masked' or 'plain', got {loss!r}")
 
 
-def accumulate_gradients(
-    model, micro_batches: list[dict], accelerator=None, *, precision: str = "auto"
-) -> tuple[float, int]:
-    """Backward of one optimizer step's loss: the trained tokens' summed cross-entropy over all
-    ``micro_batches`` of all processes, divided by their total count. Returns (that loss in nats per
-    trained token, the count); (0.0, 0) and no backward when no process has a trained token.
-
-    The count is summed over processes first (``accelerator.reduce``). DDP *averages* gradients over
-    its N processes, so each process's part is multiplied by N: the gradient then equals a single
-    process's on the same global batch. Gradients are synchronised on the last micro-batch only. The forward
-    runs in ``precision`` (a resolved name from :func:`sft_utils.resolve_precision`, or ``"auto"``).
-    """
-    processes = accelerator.num_processes if accelerator is not None else 1
-    local = sum(int(b["label_masks"].sum()) for b in micro_batches)
-    count = reduce_sum(torch.tensor(local, dtype=torch.long), accelerator)
-    if count == 0:
-        return 0.0, 0
-    total = torch.zeros((), dtype=torch.float32)
-    for i, batch in enumerate(micro_batches):
-        last = i == len(micro_batches) - 1
-        sync = contextlib.nullcontext() if last or accelerator is None else accelerator.no_sync(model)
-        with sync:
-            loss_sum, _ = masked_loss_sum(model, batch, precision=precision, full_logits=is_sharded(accelerator))
-            scaled = loss_sum * (processes / count)
-            accelerator.backward(scaled) if accelerator is not None else scaled.backward()
-        total += loss_sum.detach().float().cpu()
-    return reduce_sum(total, accelerator) / count, count
-
-
 def train(config: TrainConfig, model, tokenizer, train_conversations, valid_conversations, *, progress=True):
     """Fine-tune ``model`` (a ``GPTNeoXForCausalLM``, e.g. from :func:`sft_utils.load_model`) in place.
 
     Args:
         config: see :class:`TrainConfig`.
         train_conversations, valid_conversations: lists of ``{"messages": [...]}`` (e.g. from
-            :func:`sft_utils.oasst.load_oasst1_conversations`).
+            :func:`sft_utils.data.oasst.load_oasst1_conversations`).
         progress: show a tqdm bar (main process only).
 
     Returns:
@@ -190,13 +160,17 @@ def train(config: TrainConfig, model, tokenizer, train_conversations, valid_conv
         padded += sum(int((b["attention_mask"] == 0).sum()) for b in micro_batches)
         positions += sum(b["attention_mask"].numel() for b in micro_batches)
         model.train()
-        loss, count = accumulate_gradients(model, micro_batches, accelerator, precision=precision)
-        if count:
-            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            if not accelerator.optimizer_step_was_skipped:  # fp16: the scaler skips inf/NaN steps
-                scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss = train_step(
+            model,
+            micro_batches,
+            optimizer,
+            accelerator=accelerator,
+            max_grad_norm=config.max_grad_norm,
+            precision=precision,
+        )
+        count = reduce_sum(torch.tensor(sum(int(b["label_masks"].sum()) for b in micro_batches)), accelerator)
+        if count and not accelerator.optimizer_step_was_skipped:  # fp16: the scaler skips inf/NaN steps
+            scheduler.step()
         real = reduce_sum(torch.tensor(sum(int(b["attention_mask"].sum()) for b in micro_batches)), accelerator)
         tokens += count
         history["step"].append(step)

@@ -7,11 +7,14 @@ step, the loop (:mod:`sft_utils.train.loop`) and evaluation (:mod:`sft_utils.tra
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from ..scale.chunked_loss import DEFAULT_CHUNK_ROWS, chunked_masked_cross_entropy
 from ..steps.loss import MaskedCrossEntropyLoss
 from ..steps.project import output_head
+from .distributed import is_sharded, reduce_sum
 from .precision import autocast, resolve_precision
 
 _sum_loss = MaskedCrossEntropyLoss(reduction="sum")
@@ -79,30 +82,76 @@ def masked_loss_sum(
         return chunked_masked_cross_entropy(hidden, head.weight, targets, mask, bias=head.bias, chunk_rows=chunk_rows)
 
 
-def train_step(
-    model, batch: dict, optimizer, *, max_grad_norm: float = 1.0, precision: str = "auto", full_logits: bool = False
-) -> float:
-    """One optimizer step on the batch's mean trained-token loss (memo step 6); returns that loss in nats per
-    trained token. Gradients are clipped to a global norm of ``max_grad_norm``.
+def accumulate_gradients(
+    model, micro_batches: list[dict], accelerator=None, *, precision: str = "auto", full_logits: bool = False
+) -> tuple[float, int]:
+    """Backward of one optimizer step's loss: the trained tokens' summed cross-entropy over all
+    ``micro_batches`` of all processes, divided by their total count. Returns (that loss in nats per
+    trained token, the count); (0.0, 0) and no backward when no process has a trained token.
 
-    ``precision`` goes through :func:`sft_utils.resolve_precision` as a path without a gradient scaler ("auto":
-    bf16 on a GPU with native bf16, else fp32). ``full_logits=True`` is the memo's path, the one notebook 07
-    builds in view; the default, chunked path agrees with it to float32 rounding (which AdamW's first step
-    can magnify on near-zero gradients).
-
-    A batch without trained targets returns 0.0 and changes nothing (AdamW would still move the weights
-    through its momentum and weight decay). Raises ValueError for anything but a shifted batch, or for
-    ``precision="fp16"`` (no scaler here).
+    The count is summed over processes first (``accelerator.reduce``). DDP *averages* gradients over
+    its N processes, so each process's part is multiplied by N: the gradient then equals a single
+    process's on the same global batch. Gradients are synchronised on the last micro-batch only. The forward
+    runs in ``precision`` (a resolved name from :func:`sft_utils.resolve_precision`, or ``"auto"``).
     """
-    check_shifted_batch(batch)
-    precision = resolve_precision(precision, batch["input_ids"].device, scaler=False)
-    if not batch["label_masks"].any():
-        return 0.0
-    model.train()
-    loss_sum, count = masked_loss_sum(model, batch, precision=precision, full_logits=full_logits)
-    loss = loss_sum / count
+    processes = accelerator.num_processes if accelerator is not None else 1
+    local = sum(int(b["label_masks"].sum()) for b in micro_batches)
+    count = reduce_sum(torch.tensor(local, dtype=torch.long), accelerator)
+    if count == 0:
+        return 0.0, 0
+    total = torch.zeros((), dtype=torch.float32)
+    for i, batch in enumerate(micro_batches):
+        last = i == len(micro_batches) - 1
+        sync = contextlib.nullcontext() if last or accelerator is None else accelerator.no_sync(model)
+        with sync:
+            loss_sum, _ = masked_loss_sum(
+                model, batch, precision=precision, full_logits=full_logits or is_sharded(accelerator)
+            )
+            scaled = loss_sum * (processes / count)
+            accelerator.backward(scaled) if accelerator is not None else scaled.backward()
+        total += loss_sum.detach().float().cpu()
+    return reduce_sum(total, accelerator) / count, count
+
+
+def train_step(
+    model,
+    batch,
+    optimizer,
+    *,
+    accelerator=None,
+    max_grad_norm: float = 1.0,
+    precision: str = "auto",
+    full_logits: bool = False,
+) -> float:
+    """One optimizer step on the mean trained-token loss (memo step 6); returns that loss in nats per trained
+    token. The step of notebook 07's loop built in view, and of :func:`sft_utils.train.train`.
+
+    Args:
+        batch: one shifted batch (``AssistantOnlyCollator``), or a list of them: the micro-batches of one step
+            (gradient accumulation, weighted by trained tokens: :func:`accumulate_gradients`).
+        accelerator: an ``accelerate.Accelerator`` that prepared ``model`` and ``optimizer`` (DDP, FSDP, the
+            fp16 gradient scaler), or None for plain PyTorch.
+        max_grad_norm: gradients are clipped to this global norm.
+        precision: through :func:`sft_utils.resolve_precision`; without an accelerator there is no gradient
+            scaler, so "auto" is bf16 on a GPU with native bf16, else fp32.
+        full_logits: the memo's path (``model(…).logits``); the default, chunked path agrees with it to float32
+            rounding (which AdamW's first step can magnify on near-zero gradients).
+
+    A step without trained targets returns 0.0 and changes no weight (AdamW would still move them through its
+    momentum and weight decay). Raises ValueError for anything but shifted batches, or for ``precision="fp16"``
+    without an accelerator.
+    """
+    micro_batches = [batch] if isinstance(batch, dict) else list(batch)
+    if not micro_batches:
+        raise ValueError("train_step needs a batch (or a non-empty list of micro-batches)")
+    for micro_batch in micro_batches:
+        check_shifted_batch(micro_batch)
+    precision = resolve_precision(precision, micro_batches[0]["input_ids"].device, scaler=accelerator is not None)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
-    return loss.item()
+    model.train()
+    loss, count = accumulate_gradients(model, micro_batches, accelerator, precision=precision, full_logits=full_logits)
+    if count:
+        clip = accelerator.clip_grad_norm_ if accelerator is not None else torch.nn.utils.clip_grad_norm_
+        clip(model.parameters(), max_grad_norm)
+        optimizer.step()
+    return loss

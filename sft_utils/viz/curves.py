@@ -1,6 +1,6 @@
 """Loss curves of fine-tuning runs (matplotlib). Introduced in notebook 07_finetune_pythia.
 
-The trainer reports numbers (``history`` of :func:`sft_utils.trainer.train`); this draws them.
+The trainer reports numbers (``history`` of :func:`sft_utils.train.train`); this draws them.
 """
 
 from __future__ import annotations

@@ -171,7 +171,7 @@ def test_7_packed_conversations_each_attend_only_to_themselves(tokenizer, tiny_m
     """Fault: packing several conversations in one row by plain concatenation lets each one attend
     to the ones before it, continues position ids across them, and trains the last token of one
     conversation to predict the first token of the next. The packed loss then differs from the
-    separate losses. With sft_utils.packing it equals their sum, and each segment's logits equal those
+    separate losses. With sft_utils.scale.packing it equals their sum, and each segment's logits equal those
     of its own forward pass."""
     examples = [tokenize_conversation(c["messages"], tokenizer) for c in course_conversations[:3]]
     packed = PackedCollator(PAD)([examples, examples[1:]])

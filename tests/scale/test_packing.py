@@ -1,4 +1,4 @@
-"""Packing (sft_utils.packing): exact rows, masks and seams; the loss check is in test_regressions.py (item 7)."""
+"""Packing (sft_utils.scale.packing): exact rows, masks and seams; the loss check is in test_regressions.py (item 7)."""
 
 import pytest
 import torch
