@@ -13,8 +13,8 @@ import warnings
 from dataclasses import dataclass, field
 
 from ..chat_format import OPEN_ASSISTANT, ChatFormat
-from ..steps.format import conversation_name
-from ..steps.mask import tokenize_conversation
+from ..steps.format import ConversationError, conversation_name
+from ..steps.mask import check_max_length, tokenize_conversation
 
 
 @dataclass
@@ -81,12 +81,19 @@ def tokenize_conversations(
         trained target.
 
     Raises:
-        ConversationError: a conversation that :func:`sft_utils.tokenize_conversation` refuses.
+        ConversationError: an item that is not a ``{"messages": [...]}`` dict, or a conversation that
+            :func:`sft_utils.tokenize_conversation` refuses.
         ValueError: a bad ``max_length``.
     """
+    check_max_length(max_length)
     report = TruncationReport(max_length=max_length)
     examples = []
     for index, conversation in enumerate(conversations):
+        if not isinstance(conversation, dict) or "messages" not in conversation:
+            raise ConversationError(
+                f"conversation {index}: expected a dict with a 'messages' list (as load_conversations returns), "
+                f"got {type(conversation).__name__}"
+            )
         name = conversation.get("id", index)
         full = tokenize_conversation(conversation["messages"], tokenizer, conversation_id=name, chat_format=chat_format)
         example = full

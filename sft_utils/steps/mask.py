@@ -160,5 +160,8 @@ def token_id(tokenizer, token: str) -> int:
     token_id = tokenizer.convert_tokens_to_ids(token)
     # An unknown token maps to the unk id (0, which is also <|endoftext|> in Pythia).
     if token_id is None or (token_id == tokenizer.unk_token_id and token != tokenizer.unk_token):
-        raise ValueError(f"tokenizer has no {token!r} token; load it with sft_utils.load_tokenizer()")
+        raise ValueError(
+            f"tokenizer has no {token!r} token; load it with sft_utils.load_tokenizer(chat_format=…) "
+            "for the chat format you use"
+        )
     return token_id

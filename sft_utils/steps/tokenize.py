@@ -73,23 +73,27 @@ def add_role_tokens(tokenizer, chat_format: ChatFormat = OPEN_ASSISTANT):
     """Add ``chat_format.added_tokens`` as special tokens, in order, set the pad token (``<|padding|>``) and
     install the format's chat template (``sft_utils/templates/``, for ``apply_chat_template``).
 
-    Returns the same tokenizer. Raises ValueError when the resulting ids differ from
-    ``chat_format.added_token_ids(50277)`` or end of message / pad are not ids 0 / 1 (a tokenizer that is
-    not Pythia's, or one that already holds other added tokens), because every mask and id in the course
-    assumes them.
+    Returns the same tokenizer. Raises ValueError, naming the token, when an added token does not get its id
+    (``chat_format.added_token_ids(50277)``: a tokenizer that is not Pythia's, or one that already holds other
+    added tokens), when the end of message is neither Pythia's ``<|endoftext|>`` (id 0) nor an added token,
+    or when the pad token is not ``<|padding|>`` (id 1): every mask and id in the course assumes them.
     """
     tokenizer.add_tokens(list(chat_format.added_tokens), special_tokens=True)
     tokenizer.pad_token = chat_format.pad_token
     # Pythia ships no chat template; the format's renders what format_conversation renders (tests check it).
     tokenizer.chat_template = chat_format.chat_template()
     expected = chat_format.added_token_ids(PYTHIA_VOCAB_LEN)
-    got = {t: tokenizer.convert_tokens_to_ids(t) for t in chat_format.added_tokens}
-    end, pad = chat_format.end_of_message, chat_format.pad_token
-    got_special = {end: tokenizer.convert_tokens_to_ids(end), pad: tokenizer.pad_token_id}
-    if got != expected or got_special != {end: EOS_TOKEN_ID, pad: PAD_TOKEN_ID}:
-        raise ValueError(
-            f"unexpected token ids {got | got_special}; expected {expected}, {end} {EOS_TOKEN_ID}, {pad} {PAD_TOKEN_ID}"
-        )
+    expected.setdefault(chat_format.end_of_message, EOS_TOKEN_ID)
+    expected.setdefault(chat_format.pad_token, PAD_TOKEN_ID)
+    vocab = tokenizer.get_vocab()  # not convert_tokens_to_ids: an unknown token maps to unk, id 0 in Pythia
+    for token, token_id in expected.items():
+        got = vocab.get(token)
+        if got != token_id:
+            raise ValueError(
+                f"chat format {chat_format.name!r}: {token!r} has id {got} in this tokenizer, expected {token_id} "
+                "(the end of message must be <|endoftext|> or an added token, the pad <|padding|>, and the tokenizer "
+                "Pythia's without other added tokens)"
+            )
     return tokenizer
 
 

@@ -5,11 +5,17 @@ Introduced in notebook 07_finetune_pythia.
 
 from __future__ import annotations
 
+from ..chat_format import OPEN_ASSISTANT, ChatFormat
+from ..steps.mask import token_id
 
-def save_checkpoint(model, tokenizer, output_dir, accelerator=None) -> None:
+
+def save_checkpoint(
+    model, tokenizer, output_dir, accelerator=None, *, chat_format: ChatFormat = OPEN_ASSISTANT
+) -> None:
     """``save_pretrained`` of model (safetensors) and tokenizer into ``output_dir``, by the main process
-    only (every process must call it: under FSDP the full weights are gathered first). Sets
-    ``eos_token_id`` = 0 (``<|endoftext|>``) so that generation from the reloaded folder stops there."""
+    only (every process must call it: under FSDP the full weights are gathered first). Sets ``eos_token_id``
+    to the format's end of message (``<|endoftext|>``, 0) so that generation from the reloaded folder stops
+    there. Raises ValueError when the tokenizer lacks that token."""
     state_dict = None
     if accelerator is not None:
         accelerator.wait_for_everyone()
@@ -17,7 +23,7 @@ def save_checkpoint(model, tokenizer, output_dir, accelerator=None) -> None:
         model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
         if not accelerator.is_main_process:
             return
-    model.config.eos_token_id = model.generation_config.eos_token_id = 0
+    model.config.eos_token_id = model.generation_config.eos_token_id = token_id(tokenizer, chat_format.end_of_message)
     model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(output_dir, state_dict=state_dict)
     tokenizer.save_pretrained(output_dir)

@@ -23,11 +23,14 @@ def evaluate(model, batches, *, accelerator=None, precision: str = "auto", full_
 
     Raises:
         TypeError: one batch (a dict) instead of a list of batches.
-        ValueError: a batch that is not shifted, or no trained token at all (0 would read as a perfect score).
+        ValueError: no batches, a batch that is not shifted, or no trained token at all (0 would read as a perfect
+            score).
     """
     if isinstance(batches, dict):
         raise TypeError("batches must be a list (or loader) of batches, not one batch: wrap it in a list")
     batches = list(batches)
+    if not batches:
+        raise ValueError("no batches to evaluate")
     rank, processes = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     if is_sharded(accelerator):
         rank, processes, full_logits = 0, 1, True

@@ -26,6 +26,7 @@ from dataclasses import asdict
 
 import torch
 
+from ..chat_format import OPEN_ASSISTANT, ChatFormat
 from ..scale.truncation import tokenize_conversations
 from ..steps.shift import IGNORE_INDEX, AssistantOnlyCollator, CausalLMCollator
 from .checkpoint import save_checkpoint
@@ -79,7 +80,16 @@ def make_collator(loss: str, tokenizer):
     raise ValueError(f"loss must be 'masked' or 'plain', got {loss!r}")
 
 
-def train(config: TrainConfig, model, tokenizer, train_conversations, valid_conversations, *, progress=True):
+def train(
+    config: TrainConfig,
+    model,
+    tokenizer,
+    train_conversations,
+    valid_conversations,
+    *,
+    progress: bool = True,
+    chat_format: ChatFormat = OPEN_ASSISTANT,
+):
     """Fine-tune ``model`` (a ``GPTNeoXForCausalLM``, e.g. from :func:`sft_utils.load_model`) in place.
 
     Args:
@@ -87,6 +97,7 @@ def train(config: TrainConfig, model, tokenizer, train_conversations, valid_conv
         train_conversations, valid_conversations: lists of ``{"messages": [...]}`` (e.g. from
             :func:`sft_utils.data.oasst.load_oasst1_conversations`).
         progress: show a tqdm bar (main process only).
+        chat_format: the conversations' format (:mod:`sft_utils.chat_format`); ``tokenizer`` must hold its tokens.
 
     Returns:
         ``history``: dict of lists per optimizer step (``step``, ``trained_tokens`` cumulative over all
@@ -111,10 +122,10 @@ def train(config: TrainConfig, model, tokenizer, train_conversations, valid_conv
     collate = make_collator(config.loss, tokenizer)
     # Conversations that truncation leaves without a trained token teach nothing: dropped, with a warning.
     train_examples, _ = tokenize_conversations(
-        train_conversations, tokenizer, max_length=config.max_length, drop_untrained=True
+        train_conversations, tokenizer, max_length=config.max_length, drop_untrained=True, chat_format=chat_format
     )
     valid_examples, _ = tokenize_conversations(
-        valid_conversations, tokenizer, max_length=config.max_length, drop_untrained=True
+        valid_conversations, tokenizer, max_length=config.max_length, drop_untrained=True, chat_format=chat_format
     )
     if not train_examples or not valid_examples:
         raise ValueError(
@@ -187,9 +198,9 @@ def train(config: TrainConfig, model, tokenizer, train_conversations, valid_conv
         precision=precision,
         seconds=time.perf_counter() - start,
         processes=processes,
-        config=asdict(config) | {"lr": lr},
+        config=asdict(config) | {"lr": lr, "chat_format": chat_format.name},
     )
     if config.output_dir:
-        save_checkpoint(model, tokenizer, config.output_dir, accelerator)
+        save_checkpoint(model, tokenizer, config.output_dir, accelerator, chat_format=chat_format)
     # keep_fp32_wrapper=False: drop the autocast accelerate wrapped around forward; the caller chooses again.
     return accelerator.unwrap_model(model, keep_fp32_wrapper=False).eval(), history

@@ -43,7 +43,8 @@ def resolve_precision(precision: str = "auto", device=None, *, scaler: bool = Tr
     when the path has a gradient scaler, fp32 when it has none; fp32 on a CPU.
 
     Raises:
-        ValueError: an unknown name; ``"fp16"`` on a CPU, or on a path without a gradient scaler.
+        ValueError: an unknown name; ``"fp16"`` on a CPU, or on a path without a gradient scaler; a device torch
+            does not know, or a CUDA device where there is none.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -55,7 +56,7 @@ def resolve_precision(precision: str = "auto", device=None, *, scaler: bool = Tr
             return "bf16"
         return "fp16" if scaler else "fp32"
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 needs a CUDA GPU (its gradient scaler); use fp32 or bf16 on a CPU")
+        raise ValueError(f"fp16 needs a CUDA GPU (its gradient scaler); use fp32 or bf16 on {device.type}")
     if precision == "fp16" and not scaler:
         raise ValueError("fp16 needs a gradient scaler, which this path has not; use 'auto', 'bf16' or 'fp32'")
     return precision
@@ -75,6 +76,14 @@ def autocast(precision: str, device) -> torch.autocast:
 
 
 def _device(device) -> torch.device:
+    """``device`` as a torch.device (None: the GPU when there is one); ValueError for a name torch does not know,
+    or a CUDA device on a machine without one."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"not a device: {device!r} ({error})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} asked for, but torch sees no CUDA GPU here")
+    return device

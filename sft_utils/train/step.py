@@ -27,12 +27,18 @@ def move_batch(batch: dict, device) -> dict:
 
 
 def check_shifted_batch(batch) -> None:
-    """Raise ValueError unless ``batch`` is a dict with the keys of ``AssistantOnlyCollator(convention='shifted')``."""
+    """Raise ValueError unless ``batch`` is a dict of tensors with the keys of
+    ``AssistantOnlyCollator(convention='shifted')``."""
     if not isinstance(batch, dict) or any(k not in batch for k in SHIFTED_KEYS):
         got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
         raise ValueError(
             f"expected a batch from AssistantOnlyCollator(convention='shifted') with keys "
             f"{', '.join(SHIFTED_KEYS)}; got {got}"
+        )
+    lists = [k for k in SHIFTED_KEYS if not torch.is_tensor(batch[k])]
+    if lists:
+        raise ValueError(
+            f"{', '.join(lists)} are not tensors: collate examples into a batch first (AssistantOnlyCollator)"
         )
 
 
@@ -138,9 +144,11 @@ def train_step(
             rounding (which AdamW's first step can magnify on near-zero gradients).
 
     A step without trained targets returns 0.0 and changes no weight (AdamW would still move them through its
-    momentum and weight decay). Raises ValueError for anything but shifted batches, or for ``precision="fp16"``
-    without an accelerator.
+    momentum and weight decay). Raises ValueError for anything but shifted batches, a ``max_grad_norm`` that is
+    not positive, or ``precision="fp16"`` without an accelerator.
     """
+    if not (isinstance(max_grad_norm, (int, float)) and max_grad_norm > 0):  # 0 never learns, < 0 climbs the loss
+        raise ValueError(f"max_grad_norm must be a positive number, got {max_grad_norm!r}")
     micro_batches = [batch] if isinstance(batch, dict) else list(batch)
     if not micro_batches:
         raise ValueError("train_step needs a batch (or a non-empty list of micro-batches)")

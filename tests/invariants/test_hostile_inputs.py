@@ -202,3 +202,21 @@ def test_truncation_report_on_the_course_data(tokenizer, course_conversations):
             firsts[c["id"]] = mask.index(True)
         assert report.no_trained_target == [c["id"] for c in course_conversations if firsts[c["id"]] >= max_length]
         assert report.examples == len(course_conversations)
+
+
+@pytest.mark.parametrize(
+    "conversations, problem",
+    [
+        ([[{"role": "prompter", "text": "Hi"}]], "conversation 0: expected a dict with a 'messages' list"),
+        ([{"text": "Hi"}], "conversation 0: expected a dict with a 'messages' list"),
+    ],
+    ids=["a-message-list", "no-messages-key"],
+)
+def test_tokenize_conversations_names_an_item_that_is_not_a_conversation(tokenizer, conversations, problem):
+    with pytest.raises(ConversationError, match=problem):
+        tokenize_conversations(conversations, tokenizer)
+
+
+def test_tokenize_conversations_checks_max_length_even_when_nothing_is_cut(tokenizer):
+    with pytest.raises(ValueError, match="max_length must be an int >= 1"):
+        tokenize_conversations([], tokenizer, max_length=0)

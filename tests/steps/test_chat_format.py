@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 import sft_utils
-from sft_utils import OPEN_ASSISTANT, tokenize_conversation
+from sft_utils import OPEN_ASSISTANT, ChatFormat, tokenize_conversation
 from sft_utils.scale.preprocess import examples_from_packed, tokenize_packed
 
 HELLO = [{"role": "prompter", "text": "Hi"}, {"role": "assistant", "text": "Hello there"}]
@@ -79,3 +79,67 @@ def test_every_step_reads_the_markers_from_the_format(tokenizer):
     assert tokenize_conversation(HELLO, tokenizer, chat_format=other)["input_ids"][0] == 50277
     prompt = sft_utils.generation_prompt_ids(HELLO[:1], tokenizer, chat_format=other)
     assert prompt == [50277, 12764, 0, 50280]
+
+
+CHATML_TEMPLATE = """{%- for m in messages -%}
+{%- if m['role'] == 'assistant' -%}{% generation %}<|im_start|>assistant\n{{ m['content'] }}<|im_end|>{% endgeneration %}
+{%- else -%}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>{%- endif -%}
+{%- endfor -%}"""
+
+
+@pytest.fixture
+def chatml(tmp_path):
+    """A ChatML-style format defined outside the package: its own end token, added after its markers."""
+    template = tmp_path / "chatml.jinja"
+    template.write_text(CHATML_TEMPLATE)
+    markers = {
+        "prompter": "<|im_start|>user\n",
+        "assistant": "<|im_start|>assistant\n",
+        "system": "<|im_start|>system\n",
+    }
+    added = (*markers.values(), "<|im_end|>")
+    return ChatFormat(
+        "chatml-like", markers, "<|im_end|>", added, "<|padding|>", train_marker=False, template=str(template)
+    )
+
+
+def test_a_format_with_its_own_end_token_loads_and_masks(chatml):
+    tokenizer = sft_utils.load_tokenizer(chat_format=chatml, verbose=False)
+    example = tokenize_conversation(HELLO, tokenizer, chat_format=chatml)
+    assert example["input_ids"] == [50277, 12764, 50280, 50278, 12092, 627, 50280]
+    assert example["label_mask"] == [False, False, False, False, True, True, True]
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there"}],
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+    )
+    assert rendered["input_ids"] == example["input_ids"]
+
+
+def test_an_end_token_that_is_neither_pythias_nor_added_is_refused(chatml):
+    lost_end = dataclasses.replace(chatml, added_tokens=chatml.added_tokens[:-1])
+    with pytest.raises(ValueError, match=r"'<\|im_end\|>' has id .* expected 0"):
+        sft_utils.load_tokenizer(chat_format=lost_end, verbose=False)
+
+
+@pytest.mark.parametrize(
+    "change, error, problem",
+    [
+        ({"added_tokens": {"<|prompter|>", "<|assistant|>", "<|system|>"}}, TypeError, "list or tuple"),
+        ({"role_markers": ["<|prompter|>"]}, TypeError, "role_markers must be a dict"),
+        ({"train_marker": "no"}, TypeError, "train_marker must be True or False"),
+        ({"end_of_message": 0}, TypeError, "non-empty strings"),
+        ({"template": ""}, TypeError, "non-empty strings"),
+        ({"role_markers": dict(OPEN_ASSISTANT.role_markers, prompter="<|assistant|>")}, ValueError, "its own marker"),
+        ({"added_tokens": OPEN_ASSISTANT.added_tokens * 2}, ValueError, "a token twice"),
+    ],
+)
+def test_fields_of_the_wrong_kind_are_refused(change, error, problem):
+    with pytest.raises(error, match=problem):
+        dataclasses.replace(OPEN_ASSISTANT, name="broken", **change)
+
+
+def test_a_missing_template_file_names_the_format():
+    with pytest.raises(FileNotFoundError, match="chat format 'nowhere': no template file"):
+        dataclasses.replace(OPEN_ASSISTANT, name="nowhere", template="nowhere.jinja").chat_template()

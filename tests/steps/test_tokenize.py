@@ -129,7 +129,7 @@ def test_add_role_tokens_refuses_a_tokenizer_whose_ids_would_shift():
         pytest.skip("needs the offline folder (python -m sft_utils.assets) for a base tokenizer")
     base = AutoTokenizer.from_pretrained(folder)
     base.add_tokens(["<|extra|>"], special_tokens=True)  # takes 50277: every role id moves up by one
-    with pytest.raises(ValueError, match="unexpected token ids"):
+    with pytest.raises(ValueError, match=r"'<\|prefix_begin\|>' has id 50278 in this tokenizer, expected 50277"):
         tokenization.add_role_tokens(base)
 
 

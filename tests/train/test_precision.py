@@ -52,7 +52,9 @@ def test_auto_on_an_older_gpu_is_fp16_with_a_scaler_and_fp32_without(gpu):
         ("fp16", "cuda", False, "fp16 needs a gradient scaler"),
     ],
 )
-def test_impossible_choices_are_refused(precision, device, scaler, problem):
+def test_impossible_choices_are_refused(gpu, precision, device, scaler, problem):
+    if device == "cuda":
+        gpu(native=False)
     with pytest.raises(ValueError, match=problem):
         sft_utils.resolve_precision(precision, device, scaler=scaler)
 
@@ -75,3 +77,13 @@ def test_train_step_has_no_scaler_so_it_refuses_fp16(tokenizer, tiny_model):
     optimizer = torch.optim.SGD(tiny_model.parameters(), lr=0.0)
     with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):
         train_step(tiny_model, batch, optimizer, precision="fp16")
+
+
+@pytest.mark.parametrize(
+    "device, problem", [("gpu", "not a device: 'gpu'"), ("cuda:0", "torch sees no CUDA GPU"), (3.5, "not a device")]
+)
+def test_a_device_that_is_not_there_is_named(device, problem):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match=problem):
+        sft_utils.resolve_precision("auto", device)

@@ -74,3 +74,24 @@ def test_no_trained_token(tokenizer, tiny_model):
     assert train_step(tiny_model, batch, optimizer) == 0.0
     assert all(torch.equal(a, b) for a, b in zip(before, tiny_model.parameters()))
     tiny_model.eval()
+
+
+@pytest.mark.parametrize(
+    "call, problem",
+    [
+        (lambda m, b, o: __import__("sft_utils").train.train_step(m, [], o), "needs a batch"),
+        (lambda m, b, o: __import__("sft_utils").train.train_step(m, b, o, max_grad_norm=0), "max_grad_norm must be"),
+        (lambda m, b, o: __import__("sft_utils").train.evaluate(m, []), "no batches to evaluate"),
+        (
+            lambda m, b, o: __import__("sft_utils").train.train_step(m, {k: v.tolist() for k, v in b.items()}, o),
+            "collate examples into a batch first",
+        ),
+    ],
+    ids=["empty-list", "zero-clip", "evaluate-nothing", "lists-not-tensors"],
+)
+def test_bad_steps_are_refused_before_any_work(tiny_model, batches, call, problem):
+    optimizer = torch.optim.SGD(tiny_model.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in tiny_model.parameters()]
+    with pytest.raises(ValueError, match=problem):
+        call(tiny_model, batches[0], optimizer)
+    assert all(torch.equal(a, b) for a, b in zip(before, tiny_model.parameters()))
