@@ -4,8 +4,9 @@ the Colab set-up cell and the version cell; at the end the exercises and the lin
     python tools/learning_cells.py       # then re-execute the notebooks whose code cells changed
 
 Run it after changing ``sft_utils.REPO_URL``, a run time (``learning_cells_run_times.json``) or an exercise.
-Idempotent: only cells whose id starts with ``i6-`` (issue 6 added them) are rewritten; an unchanged code
-cell keeps its outputs, and no other cell is touched.
+Idempotent: only cells whose id starts with ``i6-`` (the learning cells) are rewritten; a code cell whose
+source is unchanged keeps its outputs, and no other cell is touched. nbval's controls are cell tags
+(``nbval-ignore-output`` on the version cell), never comments in the code.
 """
 
 from __future__ import annotations
@@ -20,17 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sft_utils import REPO_URL
-from sft_utils.colab import COLAB_CLONE_DIR, badge_markdown
+from sft_utils.course.colab import COLAB_CLONE_DIR, badge_markdown
 
 PREFIX = "i6-"
 TIMES = json.loads((ROOT / "tools" / "learning_cells_run_times.json").read_text())
 
-SETUP = f'''#@title Set-up: installs sft_utils on Colab; elsewhere it only prints {{ display-mode: "form" }}
-# On Google Colab: install sft_utils from the course's repository (once per runtime); Colab shows this cell
-# folded ("form"). Anywhere else this cell only prints: `make lab` (README) has installed everything.
+SETUP = f'''#@title Set-up: on Colab, installs sft_utils (once per runtime); elsewhere it only prints {{ display-mode: "form" }}
 import sys
 
-REPO_URL = "{REPO_URL}"  # = sft_utils.REPO_URL (tests/test_colab.py checks)
+REPO_URL = "{REPO_URL}"
 if "google.colab" in sys.modules:
     import importlib.metadata
     import os
@@ -43,26 +42,25 @@ if "google.colab" in sys.modules:
             return None
 
     repo = "{COLAB_CLONE_DIR}"
-    if not os.path.isdir(repo):  # a clone, not a bare pip install: the notebooks read its data/ folder
+    if not os.path.isdir(repo):  # a clone: the notebooks read its data/ folder
         subprocess.run(["git", "clone", "--quiet", "--depth", "1", REPO_URL, repo], check=True)
     watched = ["torch", "numpy", "transformers", "tokenizers", "matplotlib", "tqdm", "ipywidgets"]
     before = {{name: installed(name) for name in watched}}
-    if installed("sft-course") is None:
-        # Colab's own torch and numpy (CUDA builds) are required at their installed versions: pip keeps them.
+    if installed("sft-course") is None:  # keep Colab's own torch and numpy
         keep = [f"{{name}}=={{before[name]}}" for name in ("torch", "numpy") if before[name]]
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", repo, *keep], check=True)
-    sys.path.insert(0, repo)  # importable now; after a restart the editable install is found by itself
+    sys.path.insert(0, repo)
     changed = [name for name in watched if installed(name) != before[name] and name in sys.modules]
     if changed:
-        print("pip changed", ", ".join(changed), "which this runtime had already imported.")
-        print("RESTART NEEDED: Runtime > Restart session, then run the notebook again from the top.")
+        print(f"pip changed {{', '.join(changed)}}: RESTART NEEDED (Runtime > Restart session), then run again.")
     else:
-        print("sft_utils is installed from", REPO_URL, "- no restart needed.")
+        print("sft_utils is installed; no restart needed.")
 else:
     print("Not on Colab: nothing to install.")'''
 
-VERSIONS = """# NBVAL_IGNORE_OUTPUT
-import platform
+# nbval reads cell tags: the version cell runs, its output (versions, device) is not compared.
+VERSIONS_TAGS = ["nbval-ignore-output"]
+VERSIONS = """import platform
 
 import torch
 import transformers
@@ -167,8 +165,8 @@ NOTEBOOKS = {
             (
                 "04.1",
                 (
-                    "Give the `targets` of memo-hello in the memo's convention (a list of ids) **without** "
-                    "`shift_for_next_token`."
+                    "Give the `targets` of memo-hello in the convention of [the memo](../docs/memo.md) (a list "
+                    "of ids) **without** `shift_for_next_token`."
                 ),
                 (
                     'hello_example = tokenize_conversation(conversations["memo-hello"]["messages"], tokenizer)\n'
@@ -310,7 +308,7 @@ def top_cells(name: str) -> list:
     return [
         nbformat.v4.new_markdown_cell(intro, id=f"{PREFIX}intro"),
         nbformat.v4.new_code_cell(SETUP, id=f"{PREFIX}setup"),
-        nbformat.v4.new_code_cell(VERSIONS, id=f"{PREFIX}versions"),
+        nbformat.v4.new_code_cell(VERSIONS, id=f"{PREFIX}versions", metadata={"tags": list(VERSIONS_TAGS)}),
     ]
 
 
@@ -346,6 +344,13 @@ def end_cells(name: str) -> list:
     return cells
 
 
+def keep_outputs(cell, old):
+    """``cell``, with the outputs and execution count of ``old`` when both are code with the same source."""
+    if old is not None and cell.cell_type == "code" == old.cell_type and old.source == cell.source:
+        cell.outputs, cell.execution_count = old.outputs, old.execution_count
+    return cell
+
+
 def main() -> None:
     for name in NOTEBOOKS:
         path = ROOT / "notebooks" / f"{name}.ipynb"
@@ -353,9 +358,11 @@ def main() -> None:
         kept = [c for c in nb.cells if not c.get("id", "").startswith(PREFIX)]
         # An unchanged code cell keeps its outputs: only notebooks whose new code changed need re-executing.
         old = {c.id: c for c in nb.cells if c.get("id", "").startswith(PREFIX)}
-        new = [old[c.id] if c.id in old and old[c.id].source == c.source else c for c in top_cells(name)]
-        end = [old[c.id] if c.id in old and old[c.id].source == c.source else c for c in end_cells(name)]
-        nb.cells = new + kept + end
+        nb.cells = (
+            [keep_outputs(c, old.get(c.id)) for c in top_cells(name)]
+            + kept
+            + [keep_outputs(c, old.get(c.id)) for c in end_cells(name)]
+        )
         nbformat.write(nb, path)
         print(f"{path.name}: {len(kept)} cells kept, {len(nb.cells) - len(kept)} added")
 

@@ -1,7 +1,7 @@
 """Google Colab: each notebook's "Open in Colab" address, derived from :data:`sft_utils.REPO_URL`.
 
 Introduced in the notebooks' first cells (the badge, then a set-up cell that installs ``sft_utils`` on
-Colab only). ``tests/test_colab.py`` checks every notebook's badge and set-up cell against this module.
+Colab only). ``tests/course/test_colab.py`` checks every notebook's badge and set-up cell against this module.
 """
 
 from __future__ import annotations
