@@ -26,6 +26,13 @@ from sft_utils.course.colab import COLAB_CLONE_DIR, badge_markdown
 PREFIX = "i6-"
 TIMES = json.loads((ROOT / "tools" / "learning_cells_run_times.json").read_text())
 
+
+def cpu_run_time(times: dict) -> str:
+    """The CPU run time as the notebook header and the README's course map give it: 'CPU: 7 s on 2 cores'."""
+    mode = f" {times['cpu_mode']}" if "cpu_mode" in times else ""
+    return f"CPU{mode}: {times['cpu_seconds']} s on 2 cores"
+
+
 SETUP = f'''#@title Set-up: on Colab, installs sft_utils (once per runtime); elsewhere it only prints {{ display-mode: "form" }}
 import sys
 
@@ -304,7 +311,7 @@ def top_cells(name: str) -> list:
 
 **Prerequisites:** {info["prereq"]}
 
-**Run time:** {times["cpu"]} · {times["gpu"]}. On Colab, run the set-up cell below first."""
+**Run time:** {cpu_run_time(times)} · {times["gpu"]}. On Colab, run the set-up cell below first."""
     return [
         nbformat.v4.new_markdown_cell(intro, id=f"{PREFIX}intro"),
         nbformat.v4.new_code_cell(SETUP, id=f"{PREFIX}setup"),

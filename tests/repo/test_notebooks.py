@@ -71,3 +71,24 @@ def test_problems_catches_what_must_not_be_committed():
         "cell 2: nbval comment '# NBVAL_CHECK_OUTPUT' (use a cell tag)",
         "cell 2: unknown nbval tag 'nbval-check-ouput'",
     ]
+
+
+def test_each_run_time_is_written_once_and_the_readme_agrees():
+    """The notebooks' headers are generated from tools/learning_cells_run_times.json; the README's course map
+    must give the same CPU time for each notebook."""
+    import json
+    import re
+
+    root = NOTEBOOK_DIR.parent
+    times = json.loads((root / "tools" / "learning_cells_run_times.json").read_text())
+    readme = {
+        name: int(seconds)
+        for name, seconds in re.findall(
+            r"\]\(notebooks/(\d\d_\w+)\.ipynb\) \|[^\n]*\| (\d+) s[^|]*\| \[open\]", (root / "README.md").read_text()
+        )
+    }
+    assert readme == {name: entry["cpu_seconds"] for name, entry in times.items()}
+    for name, entry in times.items():
+        header = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4).cells[0].source
+        assert f"{entry['cpu_seconds']} s on 2 cores" in header
+        assert header.count(" s on 2 cores") == 1
