@@ -4,7 +4,7 @@ the Colab set-up cell and the version cell; at the end the exercises and the lin
     python tools/learning_cells.py       # then re-execute the notebooks whose code cells changed
 
 Run it after changing ``sft_utils.REPO_URL``, a run time (``learning_cells_run_times.json``) or an exercise.
-Idempotent: only cells whose id starts with ``i6-`` (the learning cells) are rewritten; a code cell whose
+Idempotent: only cells whose id starts with ``learn-`` (the learning cells) are rewritten; a code cell whose
 source is unchanged keeps its outputs, and no other cell is touched. nbval's controls are cell tags
 (``nbval-ignore-output`` on the version cell), never comments in the code.
 """
@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from sft_utils import REPO_URL
 from sft_utils.course.colab import COLAB_CLONE_DIR, badge_markdown
 
-PREFIX = "i6-"
+PREFIX = "learn-"
 TIMES = json.loads((ROOT / "tools" / "learning_cells_run_times.json").read_text())
 
 

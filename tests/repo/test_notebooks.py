@@ -92,3 +92,13 @@ def test_each_run_time_is_written_once_and_the_readme_agrees():
         header = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4).cells[0].source
         assert f"{entry['cpu_seconds']} s on 2 cores" in header
         assert header.count(" s on 2 cores") == 1
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_cell_ids_name_what_a_cell_is_not_when_it_was_built(name):
+    """Cell ids travel with the notebook (JupyterLab, Colab, nbviewer): no work-log markers such as 'i6-' in them."""
+    import re
+
+    nb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    marked = [c.id for c in nb.cells if re.match(r"(?:i|issue)-?\d+\b|.*issue", c.id, re.IGNORECASE)]
+    assert not marked
