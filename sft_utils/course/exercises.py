@@ -347,8 +347,7 @@ def _hello_example() -> dict:
 
 @exercise("04.1", "the targets of the memo-hello conversation (the memo's shifted convention)")
 def _check_04_1(answer):
-    answer = _ints(answer, "targets")
-    example = _hello_example()
+    answer, example = _ints(answer, "targets"), _hello_example()
     ids, truth = example["input_ids"], shift_for_next_token(example)["targets"]
     mistakes = [
         (ids, "targets[t] is the token after input_ids[t]: unshifted, the model would copy its input."),
@@ -362,9 +361,8 @@ def _check_04_1(answer):
 
 @exercise("04.2", "the label_masks that go with those targets (one 0/1 per target)")
 def _check_04_2(answer):
-    answer = _ints(answer, "label masks")
     example = _hello_example()
-    mask = [int(x) for x in example["label_mask"]]
+    answer, mask = _ints(answer, "label masks"), [int(x) for x in example["label_mask"]]
     truth = [int(x) for x in shift_for_next_token(example)["label_masks"]]
     mistakes = [
         (mask[:-1], "the mask must move with the targets: label_masks[t] says whether targets[t] is trained."),
