@@ -52,13 +52,13 @@ class ChatFormat:
     """
 
     name: str
-    role_markers: MappingProxyType = field(hash=False)  # type: ignore[assignment]
+    role_markers: Mapping[str, str] = field(hash=False)  # stored read-only; a dict is not hashable
     end_of_message: str
     added_tokens: tuple[str, ...]
     pad_token: str
     train_marker: bool = True
     train_end: bool = True
-    template: str = field(default="", compare=False)  # required: a file name in sft_utils/templates/
+    template: str = field(default="", compare=False)  # required (refused when empty); keyword, after the defaults
 
     def __post_init__(self):
         where = f"chat format {self.name!r}"
