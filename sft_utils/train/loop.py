@@ -170,7 +170,6 @@ def train(
         micro_batches = [move_batch(collate([train_examples[i] for i in ix]), accelerator.device) for ix in indices]
         padded += sum(int((b["attention_mask"] == 0).sum()) for b in micro_batches)
         positions += sum(b["attention_mask"].numel() for b in micro_batches)
-        model.train()
         loss = train_step(
             model,
             micro_batches,
