@@ -32,9 +32,8 @@ import types
 import warnings
 
 import sft_utils
-from sft_utils import load_tokenizer, tokenize_conversation
+from sft_utils import OPEN_ASSISTANT, load_tokenizer, tokenize_conversation
 from sft_utils.scale.preprocess import preprocess_dataset, tokenize_packed
-from sft_utils.steps.format import EOS_TOKEN, PAD_TOKEN, ROLE_MARKERS
 
 # Open-Assistant's format as a chat template; {% generation %} marks what return_assistant_tokens_mask returns.
 OASST_TEMPLATE = (
@@ -165,7 +164,7 @@ def best_time(run, repeats):
 def explain_difference(ids: list, conversations: list[dict]) -> str:
     """Which conversations a pipeline got wrong, and whether typed markers explain it (the template path turns
     a typed ``<|assistant|>`` into the role token; see the README's "What can go wrong with masks")."""
-    markers = tuple(ROLE_MARKERS.values()) + (EOS_TOKEN, PAD_TOKEN)
+    markers = tuple(OPEN_ASSISTANT.role_markers.values()) + (OPEN_ASSISTANT.end_of_message, OPEN_ASSISTANT.pad_token)
     typed = {c["id"] for c in conversations if any(m in msg["text"] for msg in c["messages"] for m in markers)}
     originals = sorted({str(i).split("#")[0] for i in ids})  # load() names the k-th copy "<id>#k"
     shown = ", ".join(originals[:5]) + (", …" if len(originals) > 5 else "")

@@ -24,12 +24,12 @@ import itertools
 
 import numpy as np
 
-from ..chat_format import ASSISTANT, OPEN_ASSISTANT, ChatFormat
+from ..chat_format import ASSISTANT, OPEN_ASSISTANT, PROMPTER, SYSTEM, ChatFormat
 from ..steps.format import normalize_messages
 from ..steps.mask import check_max_length, require_reply, token_id, warn_no_trained_target
 
 OUTPUT_COLUMNS = ("input_ids", "attention_mask", "message_indices", "label_mask")
-_ROLES = tuple(OPEN_ASSISTANT.role_markers)  # role -> small int code, the index in this tuple (every format's roles)
+_ROLES = (PROMPTER, ASSISTANT, SYSTEM)  # role -> small int code, the index in this tuple (every format's roles)
 
 
 def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:

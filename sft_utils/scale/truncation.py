@@ -122,21 +122,24 @@ def tokenize_conversations(
                 continue
         examples.append(example)
     if report.dropped:
-        names = ", ".join(conversation_name(n) for n in report.dropped[:3]) + (", …" if len(report.dropped) > 3 else "")
         warnings.warn(
             f"dropped {len(report.dropped)} of {report.examples} conversation(s) left with no trained token "
-            f"by truncation to max_length={max_length} ({names})",
+            f"by truncation to max_length={max_length} ({_first_names(report.dropped)})",
             stacklevel=2,
         )
     kept_empty = [n for n in report.no_trained_target if n not in report.dropped]
     if kept_empty:
-        names = ", ".join(conversation_name(n) for n in kept_empty[:3]) + (", …" if len(kept_empty) > 3 else "")
         warnings.warn(
             f"{len(kept_empty)} example(s) have no trained target after truncation to max_length={max_length} "
-            f"({names}); they add nothing to the loss. Pass drop_untrained=True to leave them out.",
+            f"({_first_names(kept_empty)}); they add nothing to the loss. Pass drop_untrained=True to leave them out.",
             stacklevel=2,
         )
     return examples, report
+
+
+def _first_names(ids: list) -> str:
+    """The first three conversations named as errors name them, then "…" when there are more."""
+    return ", ".join(conversation_name(n) for n in ids[:3]) + (", …" if len(ids) > 3 else "")
 
 
 def truncation_report(

@@ -17,12 +17,6 @@ from collections.abc import Mapping, Sequence
 
 from ..chat_format import ASSISTANT, OPEN_ASSISTANT, PROMPTER, ROLE_ALIASES, SYSTEM, ChatFormat
 
-EOS_TOKEN = OPEN_ASSISTANT.end_of_message  # "<|endoftext|>", id 0: closes every message
-PAD_TOKEN = OPEN_ASSISTANT.pad_token  # "<|padding|>", id 1
-#: Role -> marker inserted before the message text (Open-Assistant's markers).
-ROLE_MARKERS = dict(OPEN_ASSISTANT.role_markers)
-
-
 # Characters that print as nothing: a text made only of these and whitespace is empty to a reader.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 
-from ..steps.format import ROLE_MARKERS
+from ..chat_format import OPEN_ASSISTANT
 from ..steps.mask import check_max_length
 from ..steps.shift import shift_for_next_token
 from .text import token_strings
@@ -49,7 +49,9 @@ def _span(classes: str, text: str, tooltip: str, style: str) -> str:
 
 def _roles_of_messages(tokenizer, input_ids: list, message_indices: list) -> dict:
     """Message index -> role, read off the role marker that opens each message (as tokenize_conversation builds it)."""
-    marker_roles = {tokenizer.convert_tokens_to_ids(marker): role for role, marker in ROLE_MARKERS.items()}
+    marker_roles = {
+        tokenizer.convert_tokens_to_ids(marker): role for role, marker in OPEN_ASSISTANT.role_markers.items()
+    }
     roles = {}
     for token_id, index in zip(input_ids, message_indices):
         roles.setdefault(index, marker_roles.get(token_id, "?"))

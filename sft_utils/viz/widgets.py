@@ -14,8 +14,9 @@ import json
 
 import ipywidgets as widgets
 
+from ..chat_format import OPEN_ASSISTANT
 from ..data.conversations import course_data_path, load_conversations
-from ..steps.format import ASSISTANT, PROMPTER, ROLE_MARKERS, ConversationError, normalize_messages
+from ..steps.format import ASSISTANT, PROMPTER, ConversationError, normalize_messages
 from ..steps.mask import tokenize_conversation
 from .chips import shifted_chips, token_chips
 
@@ -51,7 +52,7 @@ def parse_typed_conversation(text: str) -> list[dict]:
     else:
         lines = [line.strip().replace("\\n", "\n") for line in text.splitlines() if line.strip()]
         if len(lines) == 1:  # else "no assistant message" from tokenize_conversation, about generation prompts
-            markers = [m for m in ROLE_MARKERS.values() if m in lines[0]]
+            markers = [m for m in OPEN_ASSISTANT.role_markers.values() if m in lines[0]]
             typed = f"; markers typed in a line ({', '.join(markers)}) stay plain text" if markers else ""
             raise ConversationError(
                 "typed conversation: one line is the prompter's message only; write the assistant's reply on the "
