@@ -255,26 +255,64 @@ NOTEBOOKS = {
             ),
         ],
     },
-    "07_finetune_pythia": {
+    "07_train_it_yourself": {
+        "learn": [
+            "write the training loop yourself: micro-batches, token-weighted accumulation, clipping, AdamW, held-out evaluation;",
+            "watch a model learn a task from random weights on a CPU: replies that are noise, then right and stopped;",
+            "answer the masked-versus-plain question by experiment, with prompt-loss weights in between.",
+        ],
+        "prereq": "notebooks 01–06. A CPU is enough.",
+        "exercises": [
+            (
+                "07.1",
+                (
+                    "Write `accumulate(model, micro_batches)`: the backward pass of one optimizer step over several "
+                    "micro-batches in which every trained token weighs the same, returning the step's loss in nats "
+                    "per trained token. `masked_loss_sum(model, batch)` gives a micro-batch's (summed loss, count). "
+                    "The check runs it on micro-batches you have not seen and compares the gradients."
+                ),
+                (
+                    "def accumulate(model, micro_batches):\n"
+                    "    ...  # your code\n\n\n"
+                    "answer = None  # your function: answer = accumulate"
+                ),
+            ),
+            (
+                "07.2",
+                (
+                    "Write `prompt_weighted_loss(nll, label_masks, prompt_masks, w)`: the loss of "
+                    "`TrainConfig(prompt_loss_weight=w)`, in nats per weighted token, from per-target losses `nll` "
+                    "(float `[B, T]`) and two disjoint bool masks `[B, T]` (the reply's targets, the prompt's). "
+                    "The check tries several w on tensors you have not seen."
+                ),
+                (
+                    "def prompt_weighted_loss(nll, label_masks, prompt_masks, w):\n"
+                    "    ...  # your code\n\n\n"
+                    "answer = None  # your function: answer = prompt_weighted_loss"
+                ),
+            ),
+        ],
+    },
+    "08_finetune_pythia": {
         "learn": [
             "write one training step: forward, masked loss, backward, gradient clipping, AdamW;",
             "run a loop that reports the loss on training and held-out conversations;",
             "prompt the model for a reply that stops at `<|endoftext|>`.",
         ],
-        "prereq": "notebooks 01–06. A GPU for real sizes (a Colab T4 is enough); a CPU runs the smoke mode.",
+        "prereq": "notebooks 01–07. A GPU for real sizes (a Colab T4 is enough); a CPU runs the smoke mode.",
         "exercises": [
             (
-                "07.1",
+                "08.1",
                 (
                     "Gradient accumulation (the README's out-of-memory knobs): one step accumulates 4 "
                     "micro-batches holding 12, 30, 18 and 40 trained targets, each loss computed with "
                     '`MaskedCrossEntropyLoss(reduction="sum")`. By what must the summed gradient be divided to '
                     "equal the gradient of one big batch's mean loss?"
                 ),
-                "counts = sft_utils.exercises.COUNTS_07_1  # [12, 30, 18, 40]\nanswer = None  # a number",
+                "counts = sft_utils.exercises.COUNTS_08_1  # [12, 30, 18, 40]\nanswer = None  # a number",
             ),
             (
-                "07.2",
+                "08.2",
                 "Without `generation_prompt_ids`: which token id must end a prompt so that the model writes the reply?",
                 "answer = None  # a token id",
             ),
@@ -292,7 +330,8 @@ TITLES = {
     "04_shift": "04 · Shift",
     "05_project": "05 · Project",
     "06_masked_loss": "06 · Masked loss",
-    "07_finetune_pythia": "07 · Fine-tune Pythia",
+    "07_train_it_yourself": "07 · Train it yourself",
+    "08_finetune_pythia": "08 · Fine-tune Pythia",
 }
 
 

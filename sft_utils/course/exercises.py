@@ -1,6 +1,6 @@
 """Checks for the notebooks' exercises: right or wrong, and why, without printing the solution.
 
-Introduced at the end of notebooks 01-07. An exercise id is ``"<notebook>.<number>"`` (``"03.1"``: notebook
+Introduced at the end of notebooks 01-08. An exercise id is ``"<notebook>.<number>"`` (``"03.1"``: notebook
 03, exercise 1). In a notebook::
 
     answer = None  # your code
@@ -112,6 +112,14 @@ def inputs(exercise_id: str) -> dict:
 
 class _Unreadable(Exception):
     """An answer of the wrong kind; its message says what was expected."""
+
+
+def _call(function, signature: str, *args):
+    """The learner's ``function(*args)``; an error it raises is a wrong answer that names the error."""
+    try:
+        return function(*args)
+    except Exception as error:  # the learner's code: any error is theirs to fix, never a crash of the check
+        raise _Unreadable(f"your function, called as {signature}, raised {type(error).__name__}: {error}") from error
 
 
 @functools.cache
@@ -506,18 +514,134 @@ def _check_06_2(answer):
     return _match(answer, float(vocab_size), right, mistakes, general, same=close)
 
 
-# --- notebook 07: fine-tune ------------------------------------------------------------------------------
-
-COUNTS_07_1 = [12, 30, 18, 40]
+# --- notebook 07: train it yourself ----------------------------------------------------------------------
 
 
-@exercise("07.1", "accumulating 4 micro-batch losses with reduction='sum': divide their summed gradient by what?")
+@functools.cache
+def _accumulation_setup():
+    """A 1-layer model of pythia-14m's width and two micro-batches of very different trained counts (hidden
+    from the learner), and the gradient of each micro-batch's summed loss."""
+    from transformers import GPTNeoXForCausalLM
+
+    from ..data.toy import toy_conversations
+    from ..models.pythia import pythia_config
+    from ..steps.shift import AssistantOnlyCollator
+    from ..train.step import masked_loss_sum
+
+    config = pythia_config("pythia-14m")
+    config.num_hidden_layers = 1
+    torch.manual_seed(7)
+    model = GPTNeoXForCausalLM(config).eval()
+    tokenizer, collate = _tokenizer(), AssistantOnlyCollator(1)
+    short = toy_conversations("facts", "held-out", 1, seed=5)
+    long = toy_conversations("last_word", "held-out", 3, seed=5) + toy_conversations("reverse", "held-out", 3, seed=5)
+    micro = [collate([tokenize_conversation(c["messages"], tokenizer) for c in group]) for group in (short, long)]
+    sums, counts, grads = [], [], []
+    for batch in micro:
+        model.zero_grad(set_to_none=True)
+        loss_sum, count = masked_loss_sum(model, batch)
+        loss_sum.backward()
+        sums.append(loss_sum.item())
+        counts.append(count)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    model.zero_grad(set_to_none=True)
+    return model, micro, sums, counts, grads
+
+
+@exercise("07.1", "write the backward pass of one step over several micro-batches, weighting every token equally")
 def _check_07_1(answer):
+    import copy
+
+    if not callable(answer):
+        raise _Unreadable(f"expected your function (answer = accumulate), got {_describe(answer)}")
+    model, micro, sums, counts, grads = _accumulation_setup()
+    model = copy.deepcopy(model)
+    # Fresh tensors each time: an answer that edits a batch in place must not change the next check.
+    loss = _call(answer, "answer(model, micro_batches)", model, [{k: v.clone() for k, v in b.items()} for b in micro])
+    if any(p.grad is None for p in model.parameters()):
+        return WRONG, "no gradient reached the weights: call .backward() on each micro-batch's part of the loss."
+    got = torch.cat([p.grad.flatten() for p in model.parameters()])
+    total, k = sum(counts), len(counts)
+    # Every way of combining the micro-batches is a weighted sum of their summed-loss gradients.
+    candidates = [
+        ([1 / total] * k, None),
+        (
+            [1 / (k * n) for n in counts],
+            (
+                "that averages the micro-batch means: a token of the short micro-batch "
+                "weighs more than a token of the long one. Divide every sum by the step's total count."
+            ),
+        ),
+        ([1 / n for n in counts], "each micro-batch's mean, added up: too large, and short micro-batches weigh more."),
+        ([1.0] * k, "the summed loss is never divided: the step would grow with the number of trained tokens."),
+        ([1 / k] * k, "divided by the number of micro-batches; divide by the number of trained targets."),
+    ]
+    for weights, hint in candidates:
+        expected = sum(w * g for w, g in zip(weights, grads, strict=True))
+        # Compared as whole vectors: float32 rounding is relative to the gradient's size, not to each entry's.
+        if torch.linalg.vector_norm(got - expected) <= 1e-4 * torch.linalg.vector_norm(expected):
+            if hint is not None:
+                return WRONG, hint
+            loss = _number(loss, "the step's loss")
+            if not math.isclose(loss, sum(sums) / total, rel_tol=1e-4):
+                return WRONG, "the gradients are right; return the step's loss: all sums over the total count."
+            return CORRECT, "every trained token weighs 1/N, N the step's count: the gradient of one big batch."
+    return WRONG, "each micro-batch's summed loss (masked_loss_sum) divided by the step's total count, then backward."
+
+
+def _weighted_inputs():
+    """Per-target losses and two disjoint masks (reply targets, prompt targets), hidden from the learner."""
+    generator = torch.Generator().manual_seed(11)
+    nll = torch.rand(3, 12, generator=generator) * 8
+    label_masks = torch.zeros(3, 12, dtype=torch.bool)
+    label_masks[0, 8:] = label_masks[1, 3:5] = label_masks[2, 10:] = True
+    prompt_masks = ~label_masks
+    prompt_masks[2, :2] = False  # two untrained padding targets: in neither mask
+    return nll, label_masks, prompt_masks
+
+
+@exercise("07.2", "write the prompt-weighted loss: w times each prompt target, over the weighted count")
+def _check_07_2(answer):
+    if not callable(answer):
+        raise _Unreadable(f"expected your function (answer = prompt_weighted_loss), got {_describe(answer)}")
+    nll, reply, prompt = _weighted_inputs()
+    s_reply, s_prompt, n_reply, n_prompt = nll[reply].sum(), nll[prompt].sum(), reply.sum(), prompt.sum()
+    weights = (0.0, 0.1, 0.5, 1.0)
+    signature = "answer(nll, label_masks, prompt_masks, w)"
+    got = [_number(_call(answer, signature, nll.clone(), reply.clone(), prompt.clone(), w), "a loss") for w in weights]
+    formulas = {
+        "right": lambda w: (s_reply + w * s_prompt) / (n_reply + w * n_prompt),
+        "the weighted sum needs a weighted count: reply count + w × prompt count, not every token.": lambda w: (
+            (s_reply + w * s_prompt) / (n_reply + n_prompt)
+        ),
+        "the weight belongs to the prompt's targets; the reply's always count fully.": lambda w: (
+            (w * s_reply + s_prompt) / (w * n_reply + n_prompt)
+        ),
+        "that is the masked loss whatever w is; w must bring the prompt's targets in.": lambda w: s_reply / n_reply,
+        "that is plain SFT's mean whatever w is; w = 0 must give the masked loss.": lambda w: (
+            (s_reply + s_prompt) / (n_reply + n_prompt)
+        ),
+    }
+    for message, formula in formulas.items():
+        if all(math.isclose(g, float(formula(w)), rel_tol=1e-5) for g, w in zip(got, weights, strict=True)):
+            if message == "right":
+                return CORRECT, "w = 0 gives the masked loss, w = 1 plain SFT's mean, and every w in between."
+            return WRONG, message
+    return WRONG, "sum nll over the reply's targets plus w times over the prompt's; divide by count + w × count."
+
+
+# --- notebook 08: fine-tune ------------------------------------------------------------------------------
+
+COUNTS_08_1 = [12, 30, 18, 40]
+
+
+@exercise("08.1", "accumulating 4 micro-batch losses with reduction='sum': divide their summed gradient by what?")
+def _check_08_1(answer):
     answer = _number(answer, "a number")
-    truth = sum(COUNTS_07_1)
+    truth = sum(COUNTS_08_1)
     mistakes = [
-        (len(COUNTS_07_1), "that averages micro-batch means: a token in a short micro-batch would weigh more."),
-        (truth / len(COUNTS_07_1), "the mean count; divide by the step's total number of trained targets."),
+        (len(COUNTS_08_1), "that averages micro-batch means: a token in a short micro-batch would weigh more."),
+        (truth / len(COUNTS_08_1), "the mean count; divide by the step's total number of trained targets."),
         (1, "without dividing, the step size grows with the number of trained tokens."),
     ]
     general = "one big batch divides by its trained-target count; accumulation must give the same gradient."
@@ -525,8 +649,8 @@ def _check_07_1(answer):
     return _match(answer, truth, right, mistakes, general)
 
 
-@exercise("07.2", "the id that must end the prompt so that the model writes the reply")
-def _check_07_2(answer):
+@exercise("08.2", "the id that must end the prompt so that the model writes the reply")
+def _check_08_2(answer):
     answer = _number(answer, "a token id")
     tokenizer = _tokenizer()
     question = [{"role": "prompter", "text": "What is 15% of 80?"}]
@@ -539,5 +663,5 @@ def _check_07_2(answer):
         ),
         (tokenizer.pad_token_id, "padding is never part of a prompt."),
     ]
-    general = "see sft_utils.generation_prompt_ids (notebook 07, 'Asking the model')."
+    general = "see sft_utils.generation_prompt_ids (notebook 08, 'Asking the model')."
     return _match(answer, truth, "<|assistant|> (50280): the model continues as the assistant.", mistakes, general)

@@ -1,6 +1,6 @@
 """Open-Assistant's oasst1: message trees -> one conversation per tree, split by tree.
 
-Introduced in notebook 07_finetune_pythia. oasst1 (``datasets.load_dataset("OpenAssistant/oasst1")``)
+Introduced in notebook 08_finetune_pythia. oasst1 (``datasets.load_dataset("OpenAssistant/oasst1")``)
 is a table of *messages*, one row each: ``message_id``, ``parent_id`` (None for a tree's root prompt),
 ``message_tree_id``, ``role`` (``prompter``/``assistant``), ``text``, ``lang``, ``rank`` (0 = the best
 of its siblings, None when unranked), ``deleted``, ``review_result``, ``synthetic``. Open-Assistant's

@@ -98,7 +98,7 @@ def pythia_config(name: str):
     )
 
 
-def load_model(name_or_path=DEFAULT_MODEL, *, seed: int = 0, verbose: bool = True):
+def load_model(name_or_path=DEFAULT_MODEL, *, seed: int = 0, verbose: bool = True, random_weights: bool = False):
     """A ``GPTNeoXForCausalLM``: Pythia's weights from the hub when reachable, else random weights.
 
     Args:
@@ -106,6 +106,8 @@ def load_model(name_or_path=DEFAULT_MODEL, *, seed: int = 0, verbose: bool = Tru
             ``save_pretrained``.
         seed: ``torch.manual_seed`` used before random initialisation (offline path only).
         verbose: print which source was used.
+        random_weights: skip the hub and its cache: random weights on purpose (the toy world of notebook 07
+            trains a model from scratch), announced in one quiet line.
 
     Returns:
         The model in eval mode, float32, on the CPU; ``model.sft_source`` says where it came from and
@@ -121,7 +123,10 @@ def load_model(name_or_path=DEFAULT_MODEL, *, seed: int = 0, verbose: bool = Tru
     """
     from transformers import GPTNeoXForCausalLM
 
-    model, source = load_local_hub_or_cache(name_or_path, _load_gpt_neox)
+    if random_weights:
+        model, source = None, "asked for"
+    else:
+        model, source = load_local_hub_or_cache(name_or_path, _load_gpt_neox)
     pretrained = model is not None
     if not pretrained:
         config = pythia_config(name_or_path)
@@ -132,7 +137,9 @@ def load_model(name_or_path=DEFAULT_MODEL, *, seed: int = 0, verbose: bool = Tru
     model.config.pad_token_id = 1
     model.config.eos_token_id = 0
     model.sft_source, model.sft_pretrained = source, pretrained
-    if verbose:
+    if verbose and random_weights:
+        print(f"Model: {source}; {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
+    elif verbose:
         n = sum(p.numel() for p in model.parameters())
         print(("!" * 72 + "\n" if not pretrained else "") + f"Model: {source}; {n / 1e6:.1f}M parameters")
         if not pretrained:

@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from ..chat_format import OPEN_ASSISTANT, ChatFormat
-from ..steps.format import ConversationError, conversation_name
+from ..steps.format import conversation_entry, conversation_name
 from ..steps.mask import check_max_length, tokenize_conversation
 
 
@@ -89,13 +89,8 @@ def tokenize_conversations(
     report = TruncationReport(max_length=max_length)
     examples = []
     for index, conversation in enumerate(conversations):
-        if not isinstance(conversation, dict) or "messages" not in conversation:
-            raise ConversationError(
-                f"conversation {index}: expected a dict with a 'messages' list (as load_conversations returns), "
-                f"got {type(conversation).__name__}"
-            )
-        name = conversation.get("id", index)
-        full = tokenize_conversation(conversation["messages"], tokenizer, conversation_id=name, chat_format=chat_format)
+        name, messages = conversation_entry(conversation, index)
+        full = tokenize_conversation(messages, tokenizer, conversation_id=name, chat_format=chat_format)
         example = full
         if max_length is not None and len(full["input_ids"]) > max_length:
             with warnings.catch_warnings():  # counted in the report instead, once per data set

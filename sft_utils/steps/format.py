@@ -35,6 +35,17 @@ def conversation_name(conversation_id, index=None) -> str:
     return name if index is None else f"{name}, message {index}"
 
 
+def conversation_entry(conversation, index: int) -> tuple:
+    """(name, messages) of item ``index`` of a list of conversations: its ``id`` (else its position) and its
+    ``messages``. Raises ConversationError naming the position for anything but a dict with ``messages``."""
+    if not isinstance(conversation, dict) or "messages" not in conversation:
+        raise ConversationError(
+            f"conversation {index}: expected a dict with a 'messages' list (as load_conversations returns), "
+            f"got {type(conversation).__name__}{' without messages' if isinstance(conversation, dict) else ''}"
+        )
+    return conversation.get("id", index), conversation["messages"]
+
+
 def normalize_messages(messages, *, system: str | None = None, conversation_id=None) -> list[dict]:
     """Validate ``messages`` and return them as ``[{"role": "prompter"|"assistant"|"system", "text": str}]``.
 

@@ -139,7 +139,7 @@ def generation_prompt_ids(
 ) -> list[int]:
     """Token ids of a prompt for generation: the conversation's ids, then ``<|assistant|>`` (50280).
 
-    Introduced in notebook 07_finetune_pythia. Built like :func:`tokenize_conversation`, so a marker typed
+    Introduced in notebook 08_finetune_pythia. Built like :func:`tokenize_conversation`, so a marker typed
     in the text stays text (``tokenizer(format_conversation(…, add_generation_prompt=True))`` would turn
     it into a role token). Returns a list of int of length T + 1.
 

@@ -1,6 +1,6 @@
 """Saving a fine-tuned model so that ``from_pretrained`` reloads it and generation stops where it should.
 
-Introduced in notebook 07_finetune_pythia.
+Introduced in notebook 08_finetune_pythia.
 """
 
 from __future__ import annotations

@@ -1,15 +1,18 @@
 """``python -m sft_utils.train``: fine-tune a Pythia model with the assistant-only loss from the command line.
 
-Introduced in notebook 07_finetune_pythia (the notebook calls the same :func:`sft_utils.train.train`).
+Introduced in notebook 08_finetune_pythia (the notebook calls the same :func:`sft_utils.train.train`).
 Runs unchanged under ``accelerate launch`` (several GPUs, or ``--cpu --num_processes 2``; an FSDP example
 is ``configs/fsdp.yaml``)::
 
     python -m sft_utils.train --model EleutherAI/pythia-160m --steps 300 --batch-size 8 --grad-accum 4
     accelerate launch --num_processes 2 -m sft_utils.train --steps 300
     SFT_SMOKE=1 python -m sft_utils.train          # CPU smoke run: pythia-14m, 40 steps
+    python -m sft_utils.train --data toy:last_word # a toy task, learned from random weights on a CPU
 
 Data: oasst1 from the hub (one best-ranked thread per tree, ``--lang``), or ``--data file.jsonl``; offline,
-the course's ``data/conversations.jsonl`` (and it says so). Writes the checkpoint (``save_pretrained``),
+the course's ``data/conversations.jsonl`` (and it says so). ``--data toy:TASK`` trains a random-weight model
+on a task of the toy world (:mod:`sft_utils.data.toy`) with :meth:`TrainConfig.toy`'s defaults, and adds the
+held-out exact match and stop rate to every evaluation. Writes the checkpoint (``save_pretrained``),
 ``history.json`` and ``loss_curves.png`` into ``--output-dir``; ``--history-json`` elsewhere too.
 """
 
@@ -25,11 +28,15 @@ import torch
 
 from ..data.conversations import load_conversations
 from ..data.oasst import load_oasst1_conversations, split_by_tree
+from ..data.toy import TASKS, toy_conversations
 from ..models.pythia import load_model
 from ..steps.tokenize import load_tokenizer
-from .config import TrainConfig
+from .config import LR_SCHEDULES, TrainConfig
+from .generate import reply_metrics
 from .loop import train
 from .precision import PRECISIONS
+
+TOY_TRAIN_CONVERSATIONS, TOY_HELD_OUT_CONVERSATIONS = 4000, 64
 
 
 def smoke_mode() -> bool:
@@ -46,15 +53,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, help="conversations per micro-batch and process")
     parser.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step (per process)")
     parser.add_argument("--lr", type=float, help="peak learning rate (default: 2e-5 pretrained, 1e-3 random)")
-    parser.add_argument("--warmup-steps", type=int, help="linear warm-up steps before the cosine decay")
+    parser.add_argument("--warmup-steps", type=int, help="linear warm-up steps before the schedule")
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="after warm-up (default cosine; toy: constant)")
     parser.add_argument("--max-length", type=int, help="tokens per conversation (longer ones are cut)")
     parser.add_argument("--precision", choices=PRECISIONS, help="auto: bf16 / fp16 on a GPU, fp32 on a CPU")
     parser.add_argument("--seed", type=int, help="data order, and the weights when they are random (default 0)")
     parser.add_argument("--eval-every", type=int, help="optimizer steps between validations")
     parser.add_argument("--loss", choices=("masked", "plain"), help="assistant tokens only, or every token")
+    parser.add_argument(
+        "--prompt-loss-weight", type=float, help="masked: weight of the other tokens, 0 (default) to 1 (= plain)"
+    )
     parser.add_argument("--output-dir", help="checkpoint folder ('' to save nothing)")
     parser.add_argument("--smoke", action="store_true", help="tiny CPU run (also with SFT_SMOKE=1 or no GPU)")
-    parser.add_argument("--data", type=Path, help="a JSONL of conversations instead of oasst1")
+    parser.add_argument(
+        "--data", type=Path, help=f"a JSONL of conversations instead of oasst1, or toy:TASK ({', '.join(TASKS)})"
+    )
     parser.add_argument("--lang", default="en", help="oasst1 language ('' for all)")
     parser.add_argument(
         "--validation-fraction", type=float, help="share of trees held out (default 0.05; offline fallback 0.25)"
@@ -67,6 +80,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--max-conversations must be >= 1, got {args.max_conversations}")
     if args.validation_fraction is not None and not 0 < args.validation_fraction < 1:
         parser.error(f"--validation-fraction must be between 0 and 1, got {args.validation_fraction}")
+    task = toy_task_name(args.data)
+    if task is not None and task not in TASKS:
+        parser.error(f"--data toy:{task}: unknown toy task; tasks: {', '.join(TASKS)}")
+    if task is not None and args.validation_fraction is not None:
+        parser.error(
+            "--validation-fraction does not apply to --data toy:TASK: its held-out prompts are separate by construction"
+        )
     try:
         args.config = config_from_args(args)
     except ValueError as error:  # TrainConfig.check: name the option as it is typed
@@ -75,9 +95,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def toy_task_name(data) -> str | None:
+    """``"last_word"`` for ``--data toy:last_word``; None for a file or oasst1."""
+    text = str(data) if data is not None else ""
+    return text.removeprefix("toy:") if text.startswith("toy:") else None
+
+
 def config_from_args(args) -> TrainConfig:
-    """The options given, over the smoke or the full defaults."""
-    base = TrainConfig.smoke() if (args.smoke or smoke_mode()) else TrainConfig()
+    """The options given, over the toy, smoke or full defaults."""
+    if toy_task_name(args.data) is not None:
+        base = TrainConfig.toy()
+    else:
+        base = TrainConfig.smoke() if (args.smoke or smoke_mode()) else TrainConfig()
     given = {k: v for k, v in vars(args).items() if k in base.__dataclass_fields__ and v is not None}
     config = TrainConfig(**{**base.__dict__, **given})
     config.output_dir = config.output_dir or None
@@ -87,6 +116,11 @@ def config_from_args(args) -> TrainConfig:
 def load_data(args):
     """(train, validation, source) conversations from ``--data`` or oasst1 (hub, else offline fallback)."""
     fraction = args.validation_fraction
+    task = toy_task_name(args.data)
+    if task is not None:  # held-out prompts never occur in training: no fraction to choose
+        train_set = toy_conversations(task, "train", args.max_conversations or TOY_TRAIN_CONVERSATIONS)
+        valid_set = toy_conversations(task, "held-out", TOY_HELD_OUT_CONVERSATIONS)
+        return train_set, valid_set, f"toy task {task}: {TASKS[task].description}"
     if args.data is None:
         # A fraction given on the command line holds for the offline fallback too (else it was silently ignored).
         given = {} if fraction is None else {"validation_fraction": fraction, "fallback_validation_fraction": fraction}
@@ -107,8 +141,12 @@ def main(argv=None) -> int:
         train_set, valid_set, source = load_data(args)
         say(f"data: {source}\n{len(train_set)} training, {len(valid_set)} validation conversations")
         tokenizer = load_tokenizer(verbose=main_process)
-        model = load_model(config.model, seed=config.seed, verbose=main_process)
-        model, history = train(config, model, tokenizer, train_set, valid_set, progress=not args.no_progress)
+        toy = toy_task_name(args.data) is not None
+        model = load_model(config.model, seed=config.seed, verbose=main_process, random_weights=toy)
+        metrics = (lambda m: reply_metrics(m, tokenizer, valid_set)) if toy else None
+        model, history = train(
+            config, model, tokenizer, train_set, valid_set, progress=not args.no_progress, eval_metrics=metrics
+        )
     except (ValueError, OSError) as error:  # ConversationError is a ValueError
         print(f"python -m sft_utils.train: error: {error}", file=sys.stderr)
         return 2
@@ -117,6 +155,7 @@ def main(argv=None) -> int:
         f"{history['seconds']:.1f} s; padding {history['padding_share']:.1%}; "
         f"validation assistant-only loss {history['valid_loss'][0]:.3f} -> {history['valid_loss'][-1]:.3f} "
         f"(perplexity {history['valid_ppl'][-1]:.1f})"
+        + (f"; held-out exact match {history['exact_match'][-1]:.0%}" if "exact_match" in history else "")
     )
     if main_process:
         paths = [args.history_json] + ([Path(config.output_dir) / "history.json"] if config.output_dir else [])

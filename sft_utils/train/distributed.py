@@ -1,6 +1,6 @@
 """Sums over processes, and whether the model is sharded: the two facts of ``accelerate`` the loop needs.
 
-Introduced in notebook 07_finetune_pythia (``python -m sft_utils.train`` under ``accelerate launch``).
+Introduced in notebook 08_finetune_pythia (``python -m sft_utils.train`` under ``accelerate launch``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How long a run will take, roughly: 6 x parameters x tokens FLOPs at a share of the GPU's peak.
 
-Introduced in notebook 07_finetune_pythia, before its GPU run.
+Introduced in notebook 08_finetune_pythia, before its GPU run.
 """
 
 from __future__ import annotations

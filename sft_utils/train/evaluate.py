@@ -1,6 +1,6 @@
 """The one evaluator: assistant-only loss over every trained token of a set of batches.
 
-Introduced in notebook 07_finetune_pythia; the loop of :func:`sft_utils.train.train` validates with it.
+Introduced in notebook 07_train_it_yourself; the loop of :func:`sft_utils.train.train` validates with it.
 """
 
 from __future__ import annotations

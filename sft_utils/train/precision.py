@@ -1,6 +1,6 @@
 """One precision policy for every path that runs the model: the loop, ``train_step``, evaluation, notebook 07.
 
-Introduced in notebook 07_finetune_pythia. Mixed precision runs the matrix products in 16 bits and keeps the
+Introduced in notebook 08_finetune_pythia. Mixed precision runs the matrix products in 16 bits and keeps the
 weights and the softmax in float32:
 
 * **bf16** has float32's range, so no loss scaling is needed; only GPUs with native bf16 (Ampere and later:

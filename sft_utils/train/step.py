@@ -1,6 +1,6 @@
 """One optimizer step with the masked loss (memo steps 4-6 put to work), and the loss of one batch.
 
-Introduced in notebook 07_finetune_pythia, which builds the step in view and checks it against
+Introduced in notebook 08_finetune_pythia, which builds the step in view and checks it against
 :func:`train_step`. :func:`masked_loss_sum` is the one place where the masked loss of a batch is computed: the
 step, the loop (:mod:`sft_utils.train.loop`) and evaluation (:mod:`sft_utils.train.evaluate`) all call it.
 """
@@ -73,19 +73,55 @@ def masked_loss_sum(
     (1e-6 in float32). The chunked path reads the head's weight outside the forward, which FSDP's sharded
     weights do not allow: the loop takes the full-logits path under FSDP.
 
+    A prompt-weighted batch (:func:`sft_utils.train.loop.make_collator` with ``prompt_loss_weight`` w) also holds
+    ``prompt_masks``: their targets' cross-entropy is added with weight w, and the count is then
+    :func:`loss_count`'s weighted float.
+
     Raises ValueError for anything but a shifted batch, or a bad ``precision``.
     """
     check_shifted_batch(batch)
-    targets, mask = batch["targets"], batch["label_masks"]
+    targets = batch["targets"]
+    masks = _loss_masks(batch)  # [(label_masks, 1)], plus (prompt_masks, w) for a prompt-weighted batch
     if full_logits:
-        return _sum_loss(forward_logits(model, batch, precision=precision), targets, mask), int(mask.sum())
+        logits = forward_logits(model, batch, precision=precision)
+        return sum(w * _sum_loss(logits, targets, m) for m, w in masks), loss_count(batch)
     with autocast(precision, batch["input_ids"].device):
         # Through the model's own forward, so that a DDP wrapper sees it, asking for the hidden states and for
         # the logits of one position only (logits_to_keep=1): the [B, T, vocab] logits are never built. The
         # last hidden state is the final layer norm's output, the head's input (transformers 4.57 and 5.x).
         hidden = model(**_inputs(batch), output_hidden_states=True, logits_to_keep=1, use_cache=False).hidden_states[-1]
         head = output_head(getattr(model, "module", model))  # DDP keeps the model in .module
-        return chunked_masked_cross_entropy(hidden, head.weight, targets, mask, bias=head.bias, chunk_rows=chunk_rows)
+        sums = [
+            w * chunked_masked_cross_entropy(hidden, head.weight, targets, m, bias=head.bias, chunk_rows=chunk_rows)[0]
+            for m, w in masks
+        ]
+        return sum(sums), loss_count(batch)
+
+
+def check_prompt_loss_weight(weight) -> float:
+    """``weight`` as a float; ValueError unless it is a number from 0 to 1 (NaN and bools refused)."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
+        raise ValueError(f"prompt_loss_weight must be a number from 0 to 1, got {weight!r}")
+    return float(weight)
+
+
+def _loss_masks(batch: dict) -> list[tuple[torch.Tensor, float]]:
+    """(mask, weight) pairs of a shifted batch: the trained targets at weight 1, and for a prompt-weighted batch
+    (``make_collator(prompt_loss_weight=w)``) the other real targets at weight w. Raises ValueError for a weight
+    outside 0..1, a weight without ``prompt_masks``, or prompt masks that overlap the label masks."""
+    weight, prompt = check_prompt_loss_weight(batch.get("prompt_loss_weight", 0.0)), batch.get("prompt_masks")
+    if weight and prompt is None:
+        raise ValueError("a batch with prompt_loss_weight needs prompt_masks (make_collator(prompt_loss_weight=w))")
+    if prompt is not None and bool((prompt.bool() & batch["label_masks"].bool()).any()):
+        raise ValueError("prompt_masks overlap label_masks: a target would be counted twice")
+    return [(batch["label_masks"], 1.0)] + ([(prompt, weight)] if weight else [])
+
+
+def loss_count(batch: dict) -> int | float:
+    """The masked loss's denominator for one batch: its trained targets (an int), plus w times its prompt
+    targets for a prompt-weighted batch (a float)."""
+    masks = _loss_masks(batch)
+    return int(masks[0][0].sum()) if len(masks) == 1 else sum(w * int(m.sum()) for m, w in masks)
 
 
 def accumulate_gradients(
@@ -101,8 +137,10 @@ def accumulate_gradients(
     runs in ``precision`` (a resolved name from :func:`sft_utils.resolve_precision`, or ``"auto"``).
     """
     processes = accelerator.num_processes if accelerator is not None else 1
-    local = sum(int(b["label_masks"].sum()) for b in micro_batches)
-    count = reduce_sum(torch.tensor(local, dtype=torch.long), accelerator)
+    local = sum(loss_count(b) for b in micro_batches)
+    count = reduce_sum(
+        torch.tensor(local, dtype=torch.float64 if isinstance(local, float) else torch.long), accelerator
+    )
     if count == 0:
         return 0.0, 0
     total = torch.zeros((), dtype=torch.float32)

@@ -1,4 +1,4 @@
-"""Loss curves of fine-tuning runs (matplotlib). Introduced in notebook 07_finetune_pythia.
+"""Loss curves of fine-tuning runs (matplotlib). Introduced in notebook 08_finetune_pythia.
 
 The trainer reports numbers (``history`` of :func:`sft_utils.train.train`); this draws them.
 """

@@ -12,6 +12,7 @@ import sft_utils
 from sft_utils import exercises
 from sft_utils.course.exercises import CORRECT, UNANSWERED, WRONG, verdict
 from sft_utils.course.notebooks import NOTEBOOK_DIR, course_notebooks
+from sft_utils.train import masked_loss_sum
 
 SOLUTIONS = NOTEBOOK_DIR / "solutions"
 CHECK_CALL = re.compile(r"exercises\.check\(\s*[\"'](\d\d\.\d+)[\"']")
@@ -165,13 +166,62 @@ def test_06_mistakes():
     assert "1 / p" in hint("06.2", 1 / 50304)
 
 
-def test_07_mistakes():
-    assert solution("07.1") == 100
-    assert "short micro-batch" in hint("07.1", 4)
-    assert "mean count" in hint("07.1", 25)
-    assert solution("07.2") == 50280
-    assert "closes the prompter" in hint("07.2", 0)
-    assert "prompter's marker" in hint("07.2", 50279)
+def _accumulate(weight):
+    """A learner's accumulation whose micro-batch i gets weight(sum_i, count_i, total, k) on its summed loss."""
+
+    def accumulate(model, micro_batches):
+        total, k = sum(int(b["label_masks"].sum()) for b in micro_batches), len(micro_batches)
+        loss = 0.0
+        for batch in micro_batches:
+            loss_sum, count = masked_loss_sum(model, batch)
+            (loss_sum * weight(count, total, k)).backward()
+            loss += loss_sum.item() * weight(count, total, k)
+        return loss
+
+    return accumulate
+
+
+@pytest.mark.parametrize(
+    ("weight", "expected_hint"),
+    [
+        (lambda n, total, k: 1 / (k * n), "averages the micro-batch means"),
+        (lambda n, total, k: 1 / n, "each micro-batch's mean, added up"),
+        (lambda n, total, k: 1.0, "never divided"),
+        (lambda n, total, k: 1 / k, "divided by the number of micro-batches"),
+        (lambda n, total, k: 0.5 / total, "summed loss (masked_loss_sum) divided by the step's total count"),
+    ],
+)
+def test_07_1_typical_accumulation_mistakes(weight, expected_hint):
+    assert expected_hint in hint("07.1", _accumulate(weight))
+
+
+@pytest.mark.parametrize(
+    ("loss", "expected_hint"),
+    [
+        (lambda nll, a, p, w: (nll[a].sum() + w * nll[p].sum()) / (a.sum() + p.sum()), "needs a weighted count"),
+        (lambda nll, a, p, w: (w * nll[a].sum() + nll[p].sum()) / (w * a.sum() + p.sum()), "belongs to the prompt"),
+        (lambda nll, a, p, w: nll[a].mean(), "the masked loss whatever w is"),
+        (lambda nll, a, p, w: nll[a | p].mean(), "plain SFT's mean whatever w is"),
+        (lambda nll, a, p, w: (nll[a].sum() + w * nll[p].sum()) / a.sum(), "divide by count + w × count"),
+    ],
+)
+def test_07_2_typical_weighting_mistakes(loss, expected_hint):
+    assert expected_hint in hint("07.2", loss)
+
+
+def test_07_1_right_gradients_wrong_loss_and_no_backward():
+    right = solution("07.1")
+    assert "return the step's loss" in hint("07.1", lambda model, micro: right(model, micro) * 2)
+    assert "no gradient reached the weights" in hint("07.1", lambda model, micro: 1.0)
+
+
+def test_08_mistakes():
+    assert solution("08.1") == 100
+    assert "short micro-batch" in hint("08.1", 4)
+    assert "mean count" in hint("08.1", 25)
+    assert solution("08.2") == 50280
+    assert "closes the prompter" in hint("08.2", 0)
+    assert "prompter's marker" in hint("08.2", 50279)
 
 
 def test_the_06_inputs_are_fixed_and_padded():

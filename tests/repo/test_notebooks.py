@@ -1,4 +1,4 @@
-"""The committed notebooks: all seven, executed, clean, and checked by nbval where it matters.
+"""The committed notebooks: all eight, executed, clean, and checked by nbval where it matters.
 
 nbval itself (``pytest --nbval-lax``) re-runs them; these tests check what nbval does not. nbval's controls
 are cell tags (``nbval-check-output`` …), never ``# NBVAL_*`` comments in the learners' code.
@@ -9,10 +9,19 @@ import pytest
 
 from sft_utils.course.notebooks import NBVAL_TAGS, NOTEBOOK_DIR, course_notebooks, nbval_tags, problems
 
-EXPECTED = ["01_format", "02_tokenize", "03_mask", "04_shift", "05_project", "06_masked_loss", "07_finetune_pythia"]
+EXPECTED = [
+    "01_format",
+    "02_tokenize",
+    "03_mask",
+    "04_shift",
+    "05_project",
+    "06_masked_loss",
+    "07_train_it_yourself",
+    "08_finetune_pythia",
+]
 
 
-def test_the_seven_notebooks_in_order():
+def test_the_eight_notebooks_in_order():
     assert [p.stem for p in course_notebooks()] == EXPECTED
 
 
