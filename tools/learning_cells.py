@@ -228,11 +228,6 @@ NOTEBOOKS = {
             "compare it with plain SFT, and read a loss as a perplexity.",
         ],
         "prereq": "notebook 05; log-softmax and cross-entropy help, and are shown.",
-        "exercises_intro": (
-            "**Perplexity** is `exp(loss)`, the loss in nats per trained token: a model with perplexity 20 "
-            "is as unsure as a uniform pick among 20 tokens. It is how language-model losses are often "
-            "reported (lower is better)."
-        ),
         "exercises": [
             (
                 "06.1",

@@ -640,7 +640,13 @@ def _check_08_1(answer):
     answer = _number(answer, "a number")
     truth = sum(COUNTS_08_1)
     mistakes = [
-        (len(COUNTS_08_1), "that averages micro-batch means: a token in a short micro-batch would weigh more."),
+        (
+            len(COUNTS_08_1),
+            (
+                "that is the number of micro-batches: with summed losses every token still weighs the same, but the "
+                "step is many times too large. Divide by what one big batch's mean divides by."
+            ),
+        ),
         (truth / len(COUNTS_08_1), "the mean count; divide by the step's total number of trained targets."),
         (1, "without dividing, the step size grows with the number of trained tokens."),
     ]

@@ -3,7 +3,8 @@
 text      aligned_table, token_strings          notebook 03 (plain text, compared by nbval)
 chips     token_chips, shifted_chips            notebooks 03, 04, 06 (static HTML)
 widgets   MaskViewer                            notebooks 03, 04, 06 (ipywidgets; static HTML fallback)
-heatmap   mask_heatmap                          notebook 03 (matplotlib)
+heatmap   mask_heatmap                          notebooks 03, 04 (matplotlib)
+palette   the colours and the fixed loss scale  every notebook's chips, heatmaps and curves
 """
 
 from .chips import counts_text, shifted_chips, token_chips

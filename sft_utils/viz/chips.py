@@ -19,17 +19,20 @@ import html
 from ..chat_format import OPEN_ASSISTANT
 from ..steps.mask import check_max_length
 from ..steps.shift import shift_for_next_token
+from .palette import (
+    HATCH_STYLE,
+    LOSS_MAX_NATS,
+    MASK_COLORS,
+    MESSAGE_COLORS,
+    PAD_STYLE,
+    REMOVED_STYLE,
+    ROLE_COLORS,
+    loss_color,
+    loss_colorbar_html,
+)
 from .text import token_strings
 
 VIEWS = ("message", "role", "label_mask")
-# Light colours, so that dark text stays readable on every chip.
-MESSAGE_COLORS = ("#fde68a", "#bfdbfe", "#fbcfe8", "#bbf7d0", "#fed7aa", "#ddd6fe", "#a5f3fc", "#e5e7eb")
-ROLE_COLORS = {"system": "#ddd6fe", "prompter": "#bfdbfe", "assistant": "#bbf7d0"}
-MASK_COLORS = {True: "#4ade80", False: "#e5e7eb"}
-PAD_STYLE = "background:#ffffff;border:1px dashed #9ca3af;color:#9ca3af"
-HATCH_STYLE = "background:repeating-linear-gradient(45deg,#f3f4f6 0 3px,#d1d5db 3px 5px);color:#6b7280"
-REMOVED_STYLE = "opacity:0.35;text-decoration:line-through"
-LOSS_RGB = (220, 38, 38)  # red; the alpha channel carries the loss
 
 # Short, because it is repeated on every chip (inline: GitHub drops <style> blocks, keeps style attributes).
 _CHIP = "display:inline-block;margin:1px;padding:0 3px;border-radius:3px;font:12px/18px monospace;white-space:pre;color:#111"
@@ -58,7 +61,9 @@ def _roles_of_messages(tokenizer, input_ids: list, message_indices: list) -> dic
     return roles
 
 
-def _wrap(view: str, title: str | None, body: str, legend: list[tuple[str, str]], counts: str, warning: str) -> str:
+def _wrap(
+    view: str, title: str | None, body: str, legend: list[tuple[str, str]], counts: str, warning: str, extra: str = ""
+) -> str:
     parts = [f'<div class="sft-chips" data-view="{view}" style="margin:4px 0">']
     if title:
         parts.append(
@@ -68,7 +73,7 @@ def _wrap(view: str, title: str | None, body: str, legend: list[tuple[str, str]]
     items = "".join(
         f'<span class="legend-chip" style="{_CHIP};{style}">{html.escape(label)}</span> ' for label, style in legend
     )
-    parts.append(f'<div class="sft-chips-legend" style="margin-top:4px;font-size:12px">legend: {items}</div>')
+    parts.append(f'<div class="sft-chips-legend" style="margin-top:4px;font-size:12px">legend: {items}{extra}</div>')
     parts.append(
         f'<div class="sft-chips-counts" style="font-family:monospace;font-size:12px">{html.escape(counts)}</div>'
     )
@@ -206,13 +211,6 @@ def token_chips(example, tokenizer, *, view: str = "label_mask", max_length: int
     return _wrap(view, title, "".join(chips), legend, counts, warning)
 
 
-def loss_color(value: float, vmax: float) -> str:
-    """Background of a trained target with loss ``value`` (nats): red with alpha = value / vmax, clipped to [0, 1]."""
-    alpha = 0.0 if vmax <= 0 else min(max(value / vmax, 0.0), 1.0)
-    r, g, b = LOSS_RGB
-    return f"background:rgba({r},{g},{b},{alpha:.2f})"
-
-
 def shifted_chips(
     example,
     tokenizer,
@@ -233,7 +231,8 @@ def shifted_chips(
             ``MaskedCrossEntropyLoss(reduction="none")`` or of ``per_token_nll``). When given, each trained
             target is red with intensity loss / ``vmax`` (the loss overlay of notebook 06) and untrained
             targets are hatched; otherwise trained targets are green and untrained ones greyed.
-        vmax: loss mapped to full red (default: the largest loss among the kept trained targets).
+        vmax: loss mapped to full red, in nats (default: the course's fixed scale, ln 50 304 = 10.8 nats, a
+            uniform guess over Pythia's vocabulary, so that redness means the same in every notebook).
         title: a line above the chips.
 
     Columns have ``class="col"``; input chips ``chip input``; target chips ``chip target mask-0|1`` (plus
@@ -256,9 +255,7 @@ def shifted_chips(
         losses = [float(x) for x in _as_list(token_loss)]
         if len(losses) != n:
             raise ValueError(f"token_loss has {len(losses)} values, expected one per target ({n} = T-1)")
-        if vmax is None:
-            trained_losses = [v for v, m, a in zip(losses[:keep], target_mask, target_real) if m and a]
-            vmax = max(trained_losses, default=0.0)
+        vmax = LOSS_MAX_NATS if vmax is None else vmax
     input_strings, target_strings = token_strings(tokenizer, inputs), token_strings(tokenizer, targets)
     columns = []
     for t in range(n):
@@ -322,4 +319,5 @@ def shifted_chips(
         counts += f" · mean CE {sum(kept) / len(kept):.3f} nats" if kept else " · no trained target"
     warning = _no_target_warning(ex["label_mask"], keep + 1, max_length) if keep < n else ""
     view = "shifted" if losses is None else "loss"
-    return _wrap(view, title, labels + "".join(columns), legend, counts, warning)
+    colorbar = "" if losses is None else loss_colorbar_html(vmax)
+    return _wrap(view, title, labels + "".join(columns), legend, counts, warning, colorbar)

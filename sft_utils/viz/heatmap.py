@@ -1,7 +1,9 @@
 """A batch at a glance: examples × positions, coloured by padding, not trained, trained.
 
-Introduced in notebook 03_mask (all course conversations padded into one batch). The colours are the
-chips' (:mod:`sft_utils.viz.chips`): grey not trained, green trained, white padding.
+Introduced in notebook 03_mask (all course conversations padded into one batch); used again in 04_shift for
+a shifted batch, where the last real input of a shorter row has padding as its target. The colours are the
+course's (:mod:`sft_utils.viz.palette`): grey not trained, green trained, white padding, pale indigo for a
+real input whose target is padding.
 """
 
 from __future__ import annotations
@@ -11,17 +13,21 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
-from .chips import MASK_COLORS
+from .palette import MASK_COLORS, PADDING, TARGET_IS_PADDING
 
-STATES = ("padding", "not trained", "trained")  # values 0, 1, 2 of the image
-STATE_COLORS = ("#ffffff", MASK_COLORS[False], MASK_COLORS[True])
+# values 0, 1, 2, 3 of the image
+STATES = ("padding", "not trained", "trained", "target is padding")
+STATE_COLORS = (PADDING, MASK_COLORS[False], MASK_COLORS[True], TARGET_IS_PADDING)
 
 
-def mask_states(label_mask, attention_mask) -> np.ndarray:
-    """int ``[B, L]``: 0 padding (attention 0), 1 real but not trained, 2 trained (label_mask on a real token).
+def mask_states(label_mask, attention_mask, target_attention=None) -> np.ndarray:
+    """int ``[B, L]``: 0 padding (attention 0), 1 real but not trained, 2 trained (label_mask on a real token),
+    3 a real input whose target is padding (only with ``target_attention``).
 
     Args: ``label_mask`` and ``attention_mask``, ``[B, L]`` tensors or arrays (bool or 0/1), as
-    ``AssistantOnlyCollator.pad`` returns them. Raises ValueError when the shapes differ or are not 2-d.
+    ``AssistantOnlyCollator.pad`` returns them, or a shifted batch's ``label_masks`` and ``attention_mask``;
+    for a shifted batch, ``target_attention`` ``[B, L]`` says which targets are real (the unshifted
+    attention mask without its first column). Raises ValueError when the shapes differ or are not 2-d.
     """
     label_mask, attention_mask = np.asarray(label_mask).astype(bool), np.asarray(attention_mask).astype(bool)
     if label_mask.shape != attention_mask.shape or label_mask.ndim != 2:
@@ -29,14 +35,29 @@ def mask_states(label_mask, attention_mask) -> np.ndarray:
             f"label_mask and attention_mask must both be [batch, positions], got {label_mask.shape} and "
             f"{attention_mask.shape}"
         )
-    return attention_mask.astype(int) + (label_mask & attention_mask).astype(int)
+    states = attention_mask.astype(int) + (label_mask & attention_mask).astype(int)
+    if target_attention is not None:
+        target_attention = np.asarray(target_attention).astype(bool)
+        if target_attention.shape != attention_mask.shape:
+            raise ValueError(f"target_attention must be {attention_mask.shape}, got {target_attention.shape}")
+        states[attention_mask & ~target_attention] = 3
+    return states
 
 
-def mask_heatmap(label_mask, attention_mask, *, names=None, ax=None, title="Label mask and padding of a batch"):
+def mask_heatmap(
+    label_mask,
+    attention_mask,
+    *,
+    target_attention=None,
+    names=None,
+    ax=None,
+    title="Label mask and padding of a batch",
+    xlabel="position (tokens)",
+):
     """Draw :func:`mask_states` as an image (rows = examples, columns = token positions) with a legend.
 
     Args:
-        label_mask, attention_mask: ``[B, L]`` (see :func:`mask_states`).
+        label_mask, attention_mask, target_attention: ``[B, L]`` (see :func:`mask_states`).
         names: B row labels (e.g. conversation ids); default the row numbers.
         ax: matplotlib Axes to draw on (default: a new figure sized to the batch).
         title: the Axes' title.
@@ -44,17 +65,18 @@ def mask_heatmap(label_mask, attention_mask, *, names=None, ax=None, title="Labe
     Returns the Axes; its image holds the states (``ax.images[0].get_array()``).
     Raises ValueError on bad shapes or a ``names`` of the wrong length.
     """
-    states = mask_states(label_mask, attention_mask)
+    states = mask_states(label_mask, attention_mask, target_attention)
     if names is not None and len(names) != states.shape[0]:
         raise ValueError(f"{len(names)} names for {states.shape[0]} rows")
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 0.8 + 0.28 * states.shape[0]), layout="constrained")
     cmap = ListedColormap(STATE_COLORS)
-    ax.imshow(states, aspect="auto", interpolation="nearest", cmap=cmap, vmin=-0.5, vmax=2.5)
+    ax.imshow(states, aspect="auto", interpolation="nearest", cmap=cmap, vmin=-0.5, vmax=len(STATES) - 0.5)
     ax.set_yticks(range(states.shape[0]), names if names is not None else range(states.shape[0]))
-    ax.set_xlabel("position (tokens)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("example")
     ax.set_title(title)
-    handles = [Patch(facecolor=c, edgecolor="#6b7280", label=s) for s, c in zip(STATES, STATE_COLORS)]
+    shown = range(len(STATES)) if target_attention is not None else range(3)  # state 3 needs target_attention
+    handles = [Patch(facecolor=STATE_COLORS[i], edgecolor="#6b7280", label=STATES[i]) for i in shown]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return ax

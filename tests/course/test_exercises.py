@@ -217,7 +217,7 @@ def test_07_1_right_gradients_wrong_loss_and_no_backward():
 
 def test_08_mistakes():
     assert solution("08.1") == 100
-    assert "short micro-batch" in hint("08.1", 4)
+    assert "number of micro-batches" in hint("08.1", 4) and "too large" in hint("08.1", 4)
     assert "mean count" in hint("08.1", 25)
     assert solution("08.2") == 50280
     assert "closes the prompter" in hint("08.2", 0)

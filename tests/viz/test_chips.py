@@ -1,6 +1,7 @@
 """Static token chips (sft_utils.viz.chips): count, classes, tooltips and counts line of known conversations."""
 
 import html
+import math
 import re
 
 import pytest
@@ -128,16 +129,19 @@ def test_shifted_view_puts_each_input_above_its_target(hello, tokenizer):
 
 
 def test_loss_overlay_intensity_is_the_loss_and_untrained_targets_are_hatched(hello, tokenizer):
-    loss = [float(t) for t in range(27)]  # a loss that grows with the position
+    loss = [t / 26 * 5.0 for t in range(27)]  # a loss that grows with the position, up to 5 nats
     out = shifted_chips(hello, tokenizer, token_loss=loss)
     targets = chips(out, "chip target")
     assert [("hatched" in c) for c in targets] == [not m for m in HELLO_LABEL_MASK[1:]]
     alphas = [float(a) for a in re.findall(r"background:rgba\(220,38,38,([0-9.]+)\)\">", out)]
     trained = [t for t, m in enumerate(HELLO_LABEL_MASK[1:]) if m]
-    assert alphas[: len(trained)] == [round(t / 26, 2) for t in trained]  # vmax = the largest trained loss, 26
-    expected_mean = sum(trained) / len(trained)
+    # The scale is fixed, the same in every notebook: full red at ln 50 304 = 10.83 nats, whatever the losses.
+    assert alphas[: len(trained)] == [round(loss[t] / math.log(50304), 2) for t in trained]
+    expected_mean = sum(loss[t] for t in trained) / len(trained)
     assert counts(out) == f"27 targets · 13 trained (48%) · 0 padding · mean CE {expected_mean:.3f} nats"
-    assert "CE 26.00 nats" in out
+    assert "CE 10.8 nats" in out and "loss-colorbar" in out
+    rescaled = shifted_chips(hello, tokenizer, token_loss=loss, vmax=5.0)  # a chosen scale still works
+    assert "CE 5.0 nats" in rescaled
 
 
 @pytest.mark.parametrize(
