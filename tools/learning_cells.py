@@ -135,6 +135,19 @@ NOTEBOOKS = {
                 ),
                 "answer = None  # (eos_id, pad_id)",
             ),
+            (
+                "02.3",
+                (
+                    "Write `encode_messages(messages, tokenizer)`: the `input_ids` of a conversation, built message "
+                    "by message (role marker, text, `<|endoftext|>`), so that a marker typed inside a text stays "
+                    "text. The check runs it on conversations you have not seen."
+                ),
+                (
+                    "def encode_messages(messages, tokenizer):\n"
+                    "    ...  # your code\n\n\n"
+                    "answer = None  # your function: answer = encode_messages"
+                ),
+            ),
         ],
     },
     "03_mask": {
@@ -159,6 +172,19 @@ NOTEBOOKS = {
                 "How many tokens of the riddle conversation (`memo-riddle`) are trained? Any method.",
                 "answer = None  # a number",
             ),
+            (
+                "03.3",
+                (
+                    "Write `label_mask_from_roles(message_indices, roles)`: one 0/1 per token, 1 where the token "
+                    "belongs to an assistant message (`roles[i]` is the role of message i). The check runs it on "
+                    "conversations you have not seen, one with a system message."
+                ),
+                (
+                    "def label_mask_from_roles(message_indices, roles):\n"
+                    "    ...  # your code\n\n\n"
+                    "answer = None  # your function: answer = label_mask_from_roles"
+                ),
+            ),
         ],
     },
     "04_shift": {
@@ -182,8 +208,12 @@ NOTEBOOKS = {
             ),
             (
                 "04.2",
-                "Give the `label_masks` that go with those targets (a list of 0/1 or bools).",
-                "answer = None  # your code, from hello_example",
+                (
+                    "Write `shift(example)`: from an example of `tokenize_conversation`, the dict of `input_ids`, "
+                    "`targets` and `label_masks` of [the memo](../docs/memo.md)'s shifted convention (lists). The check runs it on "
+                    "conversations you have not seen."
+                ),
+                ("def shift(example):\n    ...  # your code\n\n\nanswer = None  # your function: answer = shift"),
             ),
             (
                 "04.3",
@@ -219,6 +249,19 @@ NOTEBOOKS = {
                 ),
                 "answer = None  # a number of GB",
             ),
+            (
+                "05.3",
+                (
+                    "Write `trained_logits(hidden, weight, label_masks)`: select-then-project, the logits `[N, vocab]` "
+                    "of the N trained rows only, from hidden states `[B, T, hidden]` and the head's weight "
+                    "`[vocab, hidden]`. The check uses tensors you have not seen."
+                ),
+                (
+                    "def trained_logits(hidden, weight, label_masks):\n"
+                    "    ...  # your code\n\n\n"
+                    "answer = None  # your function: answer = trained_logits"
+                ),
+            ),
         ],
     },
     "06_masked_loss": {
@@ -247,6 +290,19 @@ NOTEBOOKS = {
                     "`vocab_size` of its logits) the same probability?"
                 ),
                 "answer = None  # a number",
+            ),
+            (
+                "06.3",
+                (
+                    "Write `masked_cross_entropy(logits, targets, label_masks)` without `MaskedCrossEntropyLoss`: "
+                    "the assistant-only loss in nats (a float) of a batch `[B, T, V]`, `[B, T]`, `[B, T]`. The "
+                    "check runs it on batches you have not seen."
+                ),
+                (
+                    "def masked_cross_entropy(logits, targets, label_masks):\n"
+                    "    ...  # your code\n\n\n"
+                    "answer = None  # your function: answer = masked_cross_entropy"
+                ),
             ),
         ],
     },
@@ -310,6 +366,20 @@ NOTEBOOKS = {
                 "08.2",
                 "Without `generation_prompt_ids`: which token id must end a prompt so that the model writes the reply?",
                 "answer = None  # a token id",
+            ),
+            (
+                "08.3",
+                (
+                    "Many models have no pad token and pad with `<|endoftext|>`. Write `pad_batch(examples, pad_id)`: "
+                    "right-pad the examples' `input_ids` (with `pad_id`), `attention_mask` and `label_mask` into "
+                    "`[B, L]` tensors, so that with `pad_id = 0` every reply's closing `<|endoftext|>` stays trained. "
+                    "The check runs it with pad id 0 on examples you have not seen."
+                ),
+                (
+                    "def pad_batch(examples, pad_id):\n"
+                    "    ...  # your code\n\n\n"
+                    "answer = None  # your function: answer = pad_batch"
+                ),
             ),
         ],
     },

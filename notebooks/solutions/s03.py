@@ -22,3 +22,10 @@ def ex_03_1() -> list[int]:
 def ex_03_2() -> int:
     tokenizer = sft_utils.load_tokenizer(verbose=False)
     return sum(sft_utils.tokenize_conversation(_messages("memo-riddle"), tokenizer)["label_mask"])
+
+
+def ex_03_3():
+    def label_mask_from_roles(message_indices, roles):
+        return [int(roles[i] == "assistant") for i in message_indices]  # by role, never by position parity
+
+    return label_mask_from_roles

@@ -187,6 +187,42 @@ def _match_list(answer: list, truth: list, right: str, mistakes: list[tuple], ge
     return status, message
 
 
+def _plain(value):
+    """A learner's result as plain Python for comparison: tensors and arrays to lists, bools to ints."""
+    if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return int(value) if isinstance(value, bool) else value
+
+
+def _same(a, b) -> bool:
+    """Equal as plain values; floats to 1e-5 relative."""
+    a, b = _plain(a), _plain(b)
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-5)
+    return a == b
+
+
+def _check_function(answer, name: str, signature: str, cases: list, reference, mistakes: list, general: str, right):
+    """Run the learner's function on hidden ``cases`` (tuples of arguments, copied for each call) and compare
+    with ``reference``; when it differs, the first typical mistake ``(wrong_function, hint)`` that it matches on
+    every case gives the hint."""
+    import copy
+
+    if not callable(answer):
+        raise _Unreadable(f"expected your function (answer = {name}), got {_describe(answer)}")
+    outputs = [_call(answer, signature, *copy.deepcopy(case)) for case in cases]
+    if all(_same(o, reference(*copy.deepcopy(c))) for o, c in zip(outputs, cases, strict=True)):
+        return CORRECT, right
+    for wrong, hint in mistakes:
+        if all(_same(o, wrong(*copy.deepcopy(c))) for o, c in zip(outputs, cases, strict=True)):
+            return WRONG, hint
+    return WRONG, general
+
+
 # --- notebook 01: format ---------------------------------------------------------------------------------
 
 CHAT_01_1 = [{"role": "user", "content": "Hi!"}, {"role": "assistant", "content": "Hello, how can I help?"}]
@@ -287,6 +323,67 @@ def _check_02_2(answer):
     return _match(answer, (eos, pad), "<|endoftext|> = 0 ends every message; <|padding|> = 1 pads.", mistakes, general)
 
 
+# Hidden conversations for the build-it checks: a typed marker, a system message, several turns.
+_HIDDEN = (
+    (
+        {"role": "prompter", "text": "What does <|assistant|> mean in a prompt?"},
+        {"role": "assistant", "text": "A marker."},
+    ),
+    (
+        {"role": "system", "text": "Be brief."},
+        {"role": "prompter", "text": "Name a colour."},
+        {"role": "assistant", "text": "Blue."},
+        {"role": "prompter", "text": "Another?"},
+        {"role": "assistant", "text": "Red <|endoftext|> green."},
+    ),
+)
+
+
+@exercise("02.3", "write the ids of a conversation, message by message, so that a marker typed in a text stays text")
+def _check_02_3(answer):
+    tokenizer = _tokenizer()
+    marker = {
+        role: tokenizer.convert_tokens_to_ids(OPEN_ASSISTANT.marker(role)) for role in (SYSTEM, PROMPTER, ASSISTANT)
+    }
+    eos = tokenizer.convert_tokens_to_ids(_EOS)
+
+    def encode(messages, text_ids, with_marker=True, with_eos=True):
+        return [i for m in messages for i in [marker[m["role"]]] * with_marker + text_ids(m["text"]) + [eos] * with_eos]
+
+    split = lambda text: tokenizer(text, split_special_tokens=True)["input_ids"]
+    mistakes = [
+        (
+            lambda messages, tok: tokenizer(format_conversation(list(messages)))["input_ids"],
+            (
+                "a marker typed in a message became a role token: encode each text on its own, with "
+                "split_special_tokens=True, and insert the real markers' ids yourself."
+            ),
+        ),
+        (
+            lambda messages, tok: encode(messages, lambda t: tokenizer(t)["input_ids"]),
+            "the typed marker became a role token: encode each text with split_special_tokens=True.",
+        ),
+        (
+            lambda messages, tok: encode(messages, split, with_eos=False),
+            "every message ends with <|endoftext|> (id 0).",
+        ),
+        (
+            lambda messages, tok: encode(messages, split, with_marker=False),
+            "each message opens with its role's marker.",
+        ),
+    ]
+    return _check_function(
+        answer,
+        "encode_messages",
+        "answer(messages, tokenizer)",
+        [(list(c), tokenizer) for c in _HIDDEN],
+        lambda messages, tok: tokenize_conversation(messages, tokenizer)["input_ids"],
+        mistakes,
+        "for each message: its role marker's id, its text's ids, then <|endoftext|>.",
+        "the same ids as tokenize_conversation, typed markers included (they stay text).",
+    )
+
+
 # --- notebook 03: mask -----------------------------------------------------------------------------------
 
 
@@ -346,6 +443,36 @@ def _check_03_2(answer):
     return _match(answer, trained, "the sum of the label mask.", mistakes, general)
 
 
+@exercise("03.3", "write the label mask from each token's message index and the messages' roles")
+def _check_03_3(answer):
+    tokenizer = _tokenizer()
+    cases = []
+    for conversation in _HIDDEN:
+        example = tokenize_conversation(list(conversation), tokenizer)
+        cases.append((example["message_indices"], [m["role"] for m in conversation]))
+    mistakes = [
+        (
+            lambda indices, roles: [int(roles[i] != ASSISTANT) for i in indices],
+            "that marks the prompter's (and system's) tokens: the assistant's are trained.",
+        ),
+        (
+            lambda indices, roles: [i % 2 for i in indices],
+            "message 1 is not always the assistant's: a system message first shifts the parity. Use the roles.",
+        ),
+        (lambda indices, roles: [1] * len(indices), "that trains every token: plain SFT, not the memo's mask."),
+    ]
+    return _check_function(
+        answer,
+        "label_mask_from_roles",
+        "answer(message_indices, roles)",
+        cases,
+        lambda indices, roles: [int(roles[i] == ASSISTANT) for i in indices],
+        mistakes,
+        "one 0/1 per token: 1 where the token's message is the assistant's.",
+        "label_mask[t] = roles[message_indices[t]] is the assistant: the memo's step 3.",
+    )
+
+
 # --- notebook 04: shift ----------------------------------------------------------------------------------
 
 
@@ -367,19 +494,50 @@ def _check_04_1(answer):
     return _match_list(answer, truth, right, mistakes, general, "targets (one per input position)")
 
 
-@exercise("04.2", "the label_masks that go with those targets (one 0/1 per target)")
+@exercise("04.2", "write shift_for_next_token: an example's input_ids, targets and label_masks, aligned")
 def _check_04_2(answer):
-    example = _hello_example()
-    answer, mask = _ints(answer, "label masks"), [int(x) for x in example["label_mask"]]
-    truth = [int(x) for x in shift_for_next_token(example)["label_masks"]]
+    tokenizer = _tokenizer()
+    cases = [(tokenize_conversation(list(c), tokenizer),) for c in _HIDDEN]
+
+    def shifted(example, ids_from, targets_from, mask_from):
+        ids, mask = example["input_ids"], [int(m) for m in example["label_mask"]]
+        return {"input_ids": ids_from(ids), "targets": targets_from(ids), "label_masks": mask_from(mask)}
+
+    def keys(function):  # compare only the three keys the task asks for
+        return lambda example: {k: function(example)[k] for k in ("input_ids", "targets", "label_masks")}
+
     mistakes = [
-        (mask[:-1], "the mask must move with the targets: label_masks[t] says whether targets[t] is trained."),
-        (mask, "the mask moves with the targets: drop its first value, as for the targets."),
-        ([1 - m for m in truth], "that trains the prompter's tokens: invert it."),
+        (
+            lambda e: shifted(e, lambda i: i[:-1], lambda i: i[1:], lambda m: m[:-1]),
+            "the mask must move with the targets: label_masks[t] says whether targets[t] is trained.",
+        ),
+        (
+            lambda e: shifted(e, lambda i: i[:-1], lambda i: i[:-1], lambda m: m[1:]),
+            "targets[t] is the token after input_ids[t]: unshifted, the model would learn to copy its input.",
+        ),
+        (
+            lambda e: shifted(e, lambda i: i[1:], lambda i: i[:-1], lambda m: m[:-1]),
+            "shifted the wrong way: the inputs are the first T-1 tokens, the targets the last T-1.",
+        ),
     ]
-    general = "shift the label mask exactly like the input_ids became targets."
-    right = "label_masks = label_mask[1:], aligned with the targets."
-    return _match_list(answer, truth, right, mistakes, general, "label_masks (one per target)")
+    if callable(answer):
+        import copy
+
+        first = _call(answer, "answer(example)", copy.deepcopy(cases[0][0]))
+        if not isinstance(first, dict) or any(k not in first for k in ("input_ids", "targets", "label_masks")):
+            return WRONG, f"return a dict with input_ids, targets and label_masks; got {_describe(first)}"
+        given = answer
+        answer = lambda example: {k: given(example)[k] for k in ("input_ids", "targets", "label_masks")}
+    return _check_function(
+        answer,
+        "shift",
+        "answer(example)",
+        cases,
+        keys(shift_for_next_token),
+        mistakes,
+        "input_ids[:-1] predict targets = input_ids[1:]; the label mask moves with the targets.",
+        "inputs drop the last token, targets and label_masks the first: one shift, for both.",
+    )
 
 
 @exercise("04.3", "the labels of memo-hello in transformers' convention (for model(input_ids, labels=...))")
@@ -456,6 +614,39 @@ def _check_05_2(answer):
     return _match(answer, truth, "batch x seq x vocab_size x 4 bytes: over 3 GB.", mistakes, general, same=close)
 
 
+def _projection_cases():
+    generator = torch.Generator().manual_seed(5)
+    cases = []
+    for batch, length, width, vocab in ((2, 5, 4, 11), (3, 4, 6, 7)):
+        hidden = torch.randn(batch, length, width, generator=generator)
+        weight = torch.randn(vocab, width, generator=generator)
+        label_masks = torch.rand(batch, length, generator=generator) < 0.4
+        label_masks[0, 1] = True
+        cases.append((hidden, weight, label_masks))
+    return cases
+
+
+@exercise("05.3", "write select-then-project: the logits of the trained rows only, [N, vocab]")
+def _check_05_3(answer):
+    mistakes = [
+        (
+            lambda h, w, m: h @ w.t(),
+            "that projects every position, [B, T, vocab]: select the trained rows first (hidden[label_masks]).",
+        ),
+        (lambda h, w, m: h[~m] @ w.t(), "those are the untrained rows: keep the ones where label_masks is True."),
+    ]
+    return _check_function(
+        answer,
+        "trained_logits",
+        "answer(hidden, weight, label_masks)",
+        _projection_cases(),
+        lambda h, w, m: h[m] @ w.t(),
+        mistakes,
+        "hidden[label_masks] is [N, hidden]; times weight.T gives [N, vocab].",
+        "select, then project: N rows through the head instead of B × T.",
+    )
+
+
 # --- notebook 06: loss -----------------------------------------------------------------------------------
 
 
@@ -512,6 +703,49 @@ def _check_06_2(answer):
 
     right = "exp(ln V) = V: as unsure as a uniform pick among V tokens."
     return _match(answer, float(vocab_size), right, mistakes, general, same=close)
+
+
+def _loss_cases():
+    generator = torch.Generator().manual_seed(6)
+    cases = []
+    for batch, length, vocab in ((2, 6, 9), (3, 5, 13)):
+        logits = torch.randn(batch, length, vocab, generator=generator)
+        targets = torch.randint(0, vocab, (batch, length), generator=generator)
+        label_masks = torch.rand(batch, length, generator=generator) < 0.4
+        label_masks[0, :2] = True  # at least one trained target
+        cases.append((logits, targets, label_masks))
+    return cases
+
+
+@exercise("06.3", "write the masked cross-entropy: summed over the trained targets, divided by their count")
+def _check_06_3(answer):
+    def nll(logits, targets):
+        return per_token_nll(logits, targets)
+
+    mistakes = [
+        (lambda lo, t, m: nll(lo, t).mean().item(), "that averages over every position: untrained ones count too."),
+        (
+            lambda lo, t, m: (nll(lo, t) * m).sum().item() / m.numel(),
+            "the sum is over trained targets, but the division must be by their count, not by B × T.",
+        ),
+        (lambda lo, t, m: (nll(lo, t) * m).sum().item(), "divide the sum by the number of trained targets."),
+        (
+            lambda lo, t, m: (
+                torch.stack([nll(lo, t)[b][m[b]].mean() for b in range(len(m)) if m[b].any()]).mean().item()
+            ),
+            "that is a mean of per-example means: a token of a short reply weighs more. One sum, one count.",
+        ),
+    ]
+    return _check_function(
+        answer,
+        "masked_cross_entropy",
+        "answer(logits, targets, label_masks)",
+        _loss_cases(),
+        lambda lo, t, m: MaskedCrossEntropyLoss()(lo, t, m).item(),
+        mistakes,
+        "-log softmax(logits)[target] on each trained target, summed, divided by their number.",
+        "one sum over all trained targets of the batch, one division by their count.",
+    )
 
 
 # --- notebook 07: train it yourself ----------------------------------------------------------------------
@@ -671,3 +905,38 @@ def _check_08_2(answer):
     ]
     general = "see sft_utils.generation_prompt_ids (notebook 08, 'Asking the model')."
     return _match(answer, truth, "<|assistant|> (50280): the model continues as the assistant.", mistakes, general)
+
+
+@exercise("08.3", "write a padding collator for a tokenizer whose pad id is <|endoftext|>'s, 0")
+def _check_08_3(answer):
+    tokenizer = _tokenizer()
+    examples = [tokenize_conversation(list(c), tokenizer) for c in _HIDDEN]
+    examples.append(tokenize_conversation(list(_conversation("memo-hello")), tokenizer))
+    cases = [(examples[:2], 0), (examples[1:], 0)]
+    from ..steps.shift import AssistantOnlyCollator
+
+    def by_id(examples, pad_id):
+        batch = AssistantOnlyCollator(pad_id).pad(examples)
+        batch["attention_mask"] = (batch["input_ids"] != pad_id).long()
+        batch["label_mask"] = batch["label_mask"] & (batch["input_ids"] != pad_id)
+        return batch
+
+    mistakes = [
+        (
+            by_id,
+            (
+                "padding found by id: every reply's real <|endoftext|> has the pad id too, so it is masked out and "
+                "the model never learns to stop. Pad by length."
+            ),
+        ),
+    ]
+    return _check_function(
+        answer,
+        "pad_batch",
+        "answer(examples, pad_id)",
+        cases,
+        lambda examples, pad_id: AssistantOnlyCollator(pad_id).pad(examples),
+        mistakes,
+        "right-pad input_ids with pad_id; attention_mask and label_mask from each example's length, 0 after it.",
+        "padding is found by length, so each reply's closing <|endoftext|> stays trained.",
+    )

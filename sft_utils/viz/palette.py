@@ -1,7 +1,9 @@
 """One visual language for the whole course: the colours of every chip, heatmap and curve, defined once.
 
-Introduced in notebook 03_mask. A trained token is the same green, an untrained one the same grey, padding
-the same dashed white, in the chips of 03, 04 and 06, the heatmaps of 03 and 04 and the viewer. The loss
+Introduced in notebook 03_mask. A trained token is the same green and an untrained one the same grey in the
+chips of 03, 04 and 06, the heatmaps of 03 and 04, 06's figure and the viewer; padding is white (with a dashed
+outline on chips). Under a loss overlay, untrained targets are hatched instead, so that grey never reads as a
+low loss. The loss
 colour scale is fixed in nats, from 0 to ln 50 304 (a uniform guess over Pythia's vocabulary, 10.8 nats),
 so that a red chip means the same loss in every notebook.
 """

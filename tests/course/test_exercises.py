@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import sft_utils
-from sft_utils import exercises
+from sft_utils import course_data_path, exercises, load_conversations, shift_for_next_token, tokenize_conversation
 from sft_utils.course.exercises import CORRECT, UNANSWERED, WRONG, verdict
 from sft_utils.course.notebooks import NOTEBOOK_DIR, course_notebooks
 from sft_utils.train import masked_loss_sum
@@ -117,13 +117,12 @@ def test_03_mistakes(tokenizer):
 
 
 def test_04_mistakes(tokenizer):
-    targets, label_masks, labels = solution("04.1"), solution("04.2"), solution("04.3")
+    targets, labels = solution("04.1"), solution("04.3")
+    hello = tokenize_conversation(load_conversations(course_data_path())[1]["messages"], tokenizer)
+    label_masks = hello["label_mask"][1:]
     input_ids = [50279, *targets]
     assert "copy its input" in hint("04.1", input_ids)
     assert "input side" in hint("04.1", input_ids[:-1])
-    mask = [False, *label_masks]  # the first token is the prompter's marker
-    assert "move with the targets" in hint("04.2", mask[:-1])
-    assert "drop its first value" in hint("04.2", mask)
     assert "shifted twice" in hint("04.3", [t if m else -100 for t, m in zip(targets, label_masks)])
     assert "0 is <|endoftext|>" in hint("04.3", [0 if x == -100 else x for x in labels])
     assert "plain SFT" in hint("04.3", input_ids)
@@ -253,3 +252,80 @@ def test_numpy_and_tensor_answers_are_read_as_numbers_and_lists():
     assert verdict("06.1", np.array([loss, loss])).status == WRONG  # two numbers are not one loss
     # A wrong kind is described as given, not as the list it was turned into.
     assert "got Tensor" in hint("03.1", torch.tensor(mask).float())
+
+
+def test_02_3_typical_mistakes(tokenizer):
+    from sft_utils import format_conversation
+
+    eos = tokenizer.eos_token_id
+
+    def encode(text_ids, marker=True, end=True):
+        def encode_messages(messages, tok):
+            ids = []
+            for m in messages:
+                ids += [tok.convert_tokens_to_ids(f"<|{m['role']}|>")] * marker + text_ids(tok, m["text"]) + [eos] * end
+            return ids
+
+        return encode_messages
+
+    split = lambda tok, text: tok(text, split_special_tokens=True)["input_ids"]
+    whole = lambda messages, tok: tok(format_conversation(messages))["input_ids"]
+    assert "became a role token: encode each text on its own" in hint("02.3", whole)
+    assert "split_special_tokens=True" in hint("02.3", encode(lambda tok, t: tok(t)["input_ids"]))
+    assert "ends with <|endoftext|>" in hint("02.3", encode(split, end=False))
+    assert "opens with its role's marker" in hint("02.3", encode(split, marker=False))
+
+
+def test_03_3_typical_mistakes():
+    assert "the assistant's are trained" in hint("03.3", lambda idx, roles: [int(roles[i] != "assistant") for i in idx])
+    assert "system message first shifts the parity" in hint("03.3", lambda idx, roles: [i % 2 for i in idx])
+    assert "trains every token" in hint("03.3", lambda idx, roles: [1] * len(idx))
+
+
+def test_06_3_typical_mistakes():
+    from sft_utils.steps.loss import per_token_nll
+
+    nll = per_token_nll
+    assert "averages over every position" in hint("06.3", lambda lo, t, m: nll(lo, t).mean())
+    assert "not by B × T" in hint("06.3", lambda lo, t, m: (nll(lo, t) * m).sum() / m.numel())
+    assert "divide the sum by the number" in hint("06.3", lambda lo, t, m: (nll(lo, t) * m).sum())
+    per_example = lambda lo, t, m: torch.stack([nll(lo, t)[b][m[b]].mean() for b in range(len(m))]).mean()
+    assert "mean of per-example means" in hint("06.3", per_example)
+    assert "raised ZeroDivisionError" in hint("06.3", lambda lo, t, m: 1 / 0)
+
+
+def _shift(ids_from, targets_from, mask_from):
+    def shift(example):
+        ids, mask = example["input_ids"], example["label_mask"]
+        return {"input_ids": ids_from(ids), "targets": targets_from(ids), "label_masks": mask_from(mask)}
+
+    return shift
+
+
+def test_04_2_typical_mistakes():
+    assert "move with the targets" in hint("04.2", _shift(lambda i: i[:-1], lambda i: i[1:], lambda m: m[:-1]))
+    assert "learn to copy its input" in hint("04.2", _shift(lambda i: i[:-1], lambda i: i[:-1], lambda m: m[1:]))
+    assert "shifted the wrong way" in hint("04.2", _shift(lambda i: i[1:], lambda i: i[:-1], lambda m: m[:-1]))
+    assert "return a dict with input_ids, targets and label_masks" in hint("04.2", lambda e: e["input_ids"][1:])
+    with_extra = lambda e: shift_for_next_token(e) | {"note": 1}
+    assert verdict("04.2", with_extra).status == CORRECT  # extra keys are fine
+
+
+def test_05_3_typical_mistakes():
+    assert "projects every position" in hint("05.3", lambda h, w, m: h @ w.t())
+    assert "raised RuntimeError: mat1 and mat2 shapes cannot be multiplied" in hint("05.3", lambda h, w, m: h[m] @ w)
+    assert "untrained rows" in hint("05.3", lambda h, w, m: h[~m] @ w.t())
+
+
+def test_08_3_padding_by_id_is_caught():
+    from sft_utils import AssistantOnlyCollator
+
+    def by_id(examples, pad_id):
+        batch = AssistantOnlyCollator(pad_id).pad(examples)
+        return batch | {
+            "attention_mask": (batch["input_ids"] != pad_id).long(),
+            "label_mask": batch["label_mask"] & (batch["input_ids"] != pad_id),
+        }
+
+    assert "padding found by id" in hint("08.3", by_id)
+    assert verdict("08.3", lambda examples, pad_id: AssistantOnlyCollator(pad_id).pad(examples)).status == CORRECT
