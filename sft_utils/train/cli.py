@@ -35,8 +35,7 @@ from .config import LR_SCHEDULES, TrainConfig
 from .generate import reply_metrics
 from .loop import train
 from .precision import PRECISIONS
-
-TOY_TRAIN_CONVERSATIONS, TOY_HELD_OUT_CONVERSATIONS = 4000, 64
+from .toy_run import HELD_OUT_CONVERSATIONS, TRAIN_CONVERSATIONS
 
 
 def smoke_mode() -> bool:
@@ -118,8 +117,8 @@ def load_data(args):
     fraction = args.validation_fraction
     task = toy_task_name(args.data)
     if task is not None:  # held-out prompts never occur in training: no fraction to choose
-        train_set = toy_conversations(task, "train", args.max_conversations or TOY_TRAIN_CONVERSATIONS)
-        valid_set = toy_conversations(task, "held-out", TOY_HELD_OUT_CONVERSATIONS)
+        train_set = toy_conversations(task, "train", args.max_conversations or TRAIN_CONVERSATIONS)
+        valid_set = toy_conversations(task, "held-out", HELD_OUT_CONVERSATIONS)
         return train_set, valid_set, f"toy task {task}: {TASKS[task].description}"
     if args.data is None:
         # A fraction given on the command line holds for the offline fallback too (else it was silently ignored).

@@ -50,7 +50,7 @@ def generate_replies(
     replies are kept as written), left-padded with ``tokenizer.pad_token_id`` so that every prompt ends where
     generation starts. Decoding stops at the format's end of message (``<|endoftext|>``, id 0) or after
     ``max_new_tokens`` tokens. transformers' ``generate`` derives the position ids from the attention mask, so
-    a padded prompt gives the same reply as the prompt alone (a test checks this).
+    a padded prompt gives the same reply as the prompt alone.
 
     Returns one dict per conversation: ``reply`` (decoded up to the end of message, without special tokens),
     ``expected`` (the final message's text), ``stopped`` (the end of message was written) and ``exact``

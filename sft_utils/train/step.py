@@ -84,7 +84,7 @@ def masked_loss_sum(
     masks = _loss_masks(batch)  # [(label_masks, 1)], plus (prompt_masks, w) for a prompt-weighted batch
     if full_logits:
         logits = forward_logits(model, batch, precision=precision)
-        return sum(w * _sum_loss(logits, targets, m) for m, w in masks), loss_count(batch)
+        return sum(w * _sum_loss(logits, targets, m) for m, w in masks), _count(masks)
     with autocast(precision, batch["input_ids"].device):
         # Through the model's own forward, so that a DDP wrapper sees it, asking for the hidden states and for
         # the logits of one position only (logits_to_keep=1): the [B, T, vocab] logits are never built. The
@@ -95,7 +95,7 @@ def masked_loss_sum(
             w * chunked_masked_cross_entropy(hidden, head.weight, targets, m, bias=head.bias, chunk_rows=chunk_rows)[0]
             for m, w in masks
         ]
-        return sum(sums), loss_count(batch)
+        return sum(sums), _count(masks)
 
 
 def check_prompt_loss_weight(weight) -> float:
@@ -120,7 +120,10 @@ def _loss_masks(batch: dict) -> list[tuple[torch.Tensor, float]]:
 def loss_count(batch: dict) -> int | float:
     """The masked loss's denominator for one batch: its trained targets (an int), plus w times its prompt
     targets for a prompt-weighted batch (a float)."""
-    masks = _loss_masks(batch)
+    return _count(_loss_masks(batch))
+
+
+def _count(masks) -> int | float:
     return int(masks[0][0].sum()) if len(masks) == 1 else sum(w * int(m.sum()) for m, w in masks)
 
 
