@@ -1,6 +1,6 @@
 """How fast a random-weight pythia-14m learns the toy tasks, with the masked loss, plain SFT and prompt weights.
 
-    python benchmarks/toy_learning.py                    # the grid of notebook 07: masked, w=0.1, plain (~30 min)
+    python benchmarks/toy_learning.py                    # the grid of notebook 07: masked, w=0.1, plain (~15 min)
     python benchmarks/toy_learning.py --json data/toy_experiment.json   # also save it for notebook 07
     python benchmarks/toy_learning.py --tasks facts --losses masked --seeds 0   # one run
     python benchmarks/toy_learning.py --timing           # seconds per step only, masked vs plain (1 min)
