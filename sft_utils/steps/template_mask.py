@@ -1,0 +1,71 @@
+"""Memo step 3 for any chat template: the assistant mask found by rendering growing prefixes of a conversation.
+
+Many templates carry no ``{% generation %}`` block, so ``apply_chat_template(…, return_assistant_tokens_mask=True)``
+cannot say which tokens are the assistant's. Rendering works with every template:
+
+1. render the first k messages, for every k (``apply_chat_template(…, tokenize=False)``);
+2. each rendering must start with the one before it (the template is *prefix-stable*); a template that
+   rewrites earlier messages when a later one arrives (some do, for system prompts or date lines) is refused;
+3. an assistant reply is what its message adds after the generation prompt (the header that opens a reply,
+   ``add_generation_prompt=True``), or, with ``include_header=True``, after the previous messages;
+4. the full rendering is tokenized once, and a token is trained when its first character lies in a reply.
+
+Like ``apply_chat_template``, this tokenizes the rendered text, so a marker typed inside a message becomes a
+special token (``tokenize_conversation`` keeps it as text).
+"""
+
+from __future__ import annotations
+
+from .format import ConversationError, conversation_name
+
+
+def _render(tokenizer, messages, chat_template, generation_prompt: bool = False) -> str:
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=generation_prompt, chat_template=chat_template
+    )
+
+
+def reply_spans(messages, tokenizer, *, chat_template=None, include_header: bool = False, conversation_id=None):
+    """(full rendering, [(start, end) character span of each assistant reply]) of ``messages`` (the ecosystem's
+    ``{"role", "content"}`` form) under ``chat_template`` (default: the tokenizer's own).
+
+    Raises ConversationError naming the conversation and the message whose arrival changes how the earlier
+    messages render (the template is not prefix-stable), or whose reply does not start with the generation
+    prompt.
+    """
+    spans, previous = [], ""
+    for k in range(1, len(messages) + 1):
+        text = _render(tokenizer, messages[:k], chat_template)
+        where = conversation_name(conversation_id, k - 1)
+        if not text.startswith(previous):
+            raise ConversationError(
+                f"{where}: the template is not prefix-stable: adding this message changes how the earlier ones "
+                "render, so no reply can be found by rendering growing prefixes"
+            )
+        if messages[k - 1]["role"] == "assistant":
+            start = len(previous)
+            if not include_header:
+                prompt = _render(tokenizer, messages[: k - 1], chat_template, generation_prompt=True)
+                if not text.startswith(prompt):
+                    raise ConversationError(f"{where}: the reply does not start with the template's generation prompt")
+                start = len(prompt)
+            spans.append((start, len(text)))
+        previous = text
+    return previous, spans
+
+
+def mask_from_template(messages, tokenizer, *, chat_template=None, include_header: bool = False, conversation_id=None):
+    """``input_ids`` and ``label_mask`` (lists, one per token) of ``messages`` rendered by a chat template, the mask
+    found by :func:`reply_spans`: True on each reply's tokens (and on its header with ``include_header=True``),
+    its closing end token included when the template writes it inside the reply.
+
+    Equal to ``apply_chat_template(…, return_assistant_tokens_mask=True)`` for a template whose
+    ``{% generation %}`` block holds exactly the reply after its header (``include_header=False``) or the
+    header too (``include_header=True``). Raises ConversationError as :func:`reply_spans`.
+    """
+    text, spans = reply_spans(
+        messages, tokenizer, chat_template=chat_template, include_header=include_header, conversation_id=conversation_id
+    )
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    label_mask = [any(s <= start < e for s, e in spans) for start, _ in encoding["offset_mapping"]]
+    return {"input_ids": encoding["input_ids"], "label_mask": label_mask}
