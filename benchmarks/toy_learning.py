@@ -21,8 +21,6 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-
 import sft_utils
 from sft_utils.train.toy_run import EXPERIMENT_LOSSES as LOSSES
 from sft_utils.train.toy_run import toy_record, toy_run
@@ -61,7 +59,6 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the records here")
     parser.add_argument("--timing", action="store_true", help="only seconds per step, masked vs plain, 30 steps")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     tokenizer = sft_utils.load_tokenizer(verbose=False)
     if args.timing:
         for task in args.tasks:

@@ -494,6 +494,9 @@ def _check_04_1(answer):
     return _match_list(answer, truth, right, mistakes, general, "targets (one per input position)")
 
 
+SHIFT_KEYS = ("input_ids", "targets", "label_masks")
+
+
 @exercise("04.2", "write shift_for_next_token: an example's input_ids, targets and label_masks, aligned")
 def _check_04_2(answer):
     tokenizer = _tokenizer()
@@ -504,7 +507,7 @@ def _check_04_2(answer):
         return {"input_ids": ids_from(ids), "targets": targets_from(ids), "label_masks": mask_from(mask)}
 
     def keys(function):  # compare only the three keys the task asks for
-        return lambda example: {k: function(example)[k] for k in ("input_ids", "targets", "label_masks")}
+        return lambda example: {k: function(example)[k] for k in SHIFT_KEYS}
 
     mistakes = [
         (
@@ -524,10 +527,9 @@ def _check_04_2(answer):
         import copy
 
         first = _call(answer, "answer(example)", copy.deepcopy(cases[0][0]))
-        if not isinstance(first, dict) or any(k not in first for k in ("input_ids", "targets", "label_masks")):
+        if not isinstance(first, dict) or any(k not in first for k in SHIFT_KEYS):
             return WRONG, f"return a dict with input_ids, targets and label_masks; got {_describe(first)}"
-        given = answer
-        answer = lambda example: {k: given(example)[k] for k in ("input_ids", "targets", "label_masks")}
+        answer = keys(answer)
     return _check_function(
         answer,
         "shift",

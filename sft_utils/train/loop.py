@@ -31,7 +31,7 @@ from ..chat_format import OPEN_ASSISTANT, ChatFormat
 from ..scale.truncation import tokenize_conversations
 from ..steps.shift import IGNORE_INDEX, AssistantOnlyCollator, CausalLMCollator
 from .checkpoint import save_checkpoint
-from .config import TrainConfig
+from .config import LR_SCHEDULES, TrainConfig
 from .distributed import reduce_sum
 from .evaluate import evaluate
 from .precision import resolve_precision
@@ -134,8 +134,6 @@ def train(
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
     from transformers import get_scheduler
-
-    from .config import LR_SCHEDULES
 
     config.check()
     probe = "cuda" if torch.cuda.is_available() else "cpu"
