@@ -31,7 +31,7 @@ from ..data.oasst import load_oasst1_conversations, split_by_tree
 from ..data.toy import TASKS, toy_conversations
 from ..models.pythia import load_model
 from ..steps.tokenize import load_tokenizer
-from .config import LR_SCHEDULES, TrainConfig
+from .config import LR_SCHEDULES, REPORT_TO, TrainConfig
 from .generate import reply_metrics
 from .loop import train
 from .precision import PRECISIONS
@@ -63,6 +63,22 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--prompt-loss-weight", type=float, help="masked: weight of the other tokens, 0 (default) to 1 (= plain)"
     )
     parser.add_argument("--output-dir", help="checkpoint folder ('' to save nothing)")
+    parser.add_argument("--save-every", type=int, help="write a checkpoint to resume from every N steps")
+    parser.add_argument("--save-total-limit", type=int, help="checkpoints kept (default 2, the latest)")
+    parser.add_argument(
+        "--resume", metavar="PATH|latest", help="continue a run from a checkpoint folder, or the latest"
+    )
+    parser.add_argument("--lora-r", type=int, help="train rank-r LoRA adapters instead of every weight (e.g. 8)")
+    parser.add_argument("--lora-alpha", type=float, help="LoRA scale numerator: updates are scaled by alpha/r (16)")
+    parser.add_argument(
+        "--lora-target-modules",
+        type=lambda text: tuple(t.strip() for t in text.split(",") if t.strip()),
+        help="comma-separated (default: query_key_value,dense,dense_h_to_4h,dense_4h_to_h)",
+    )
+    parser.add_argument(
+        "--gradient-checkpointing", action="store_true", default=None, help="recompute activations: less memory"
+    )
+    parser.add_argument("--report-to", choices=REPORT_TO, help="log every step for TensorBoard (output-dir/runs)")
     parser.add_argument("--smoke", action="store_true", help="tiny CPU run (also with SFT_SMOKE=1 or no GPU)")
     parser.add_argument(
         "--data", type=Path, help=f"a JSONL of conversations instead of oasst1, or toy:TASK ({', '.join(TASKS)})"
@@ -82,13 +98,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     task = toy_task_name(args.data)
     if task is not None and task not in TASKS:
         parser.error(f"--data toy:{task}: unknown toy task; tasks: {', '.join(TASKS)}")
+    if args.resume is not None and args.resume != "latest" and not Path(args.resume).is_dir():
+        parser.error(f"--resume {args.resume}: no such folder (give a checkpoint-<step> folder, or latest)")
     if task is not None and args.validation_fraction is not None:
         parser.error(
             "--validation-fraction does not apply to --data toy:TASK: its held-out prompts are separate by construction"
         )
     try:
         args.config = config_from_args(args)
-    except ValueError as error:  # TrainConfig.check: name the option as it is typed
+    except (TypeError, ValueError) as error:  # TrainConfig.check: name the option as it is typed
         name = str(error).split(" ", 1)[0]
         parser.error(f"--{name.replace('_', '-')}{str(error)[len(name) :]}")
     return args
@@ -103,13 +121,13 @@ def toy_task_name(data) -> str | None:
 def config_from_args(args) -> TrainConfig:
     """The options given, over the toy, smoke or full defaults."""
     if toy_task_name(args.data) is not None:
-        base = TrainConfig.toy()
+        defaults = TrainConfig.toy
     else:
-        base = TrainConfig.smoke() if (args.smoke or smoke_mode()) else TrainConfig()
-    given = {k: v for k, v in vars(args).items() if k in base.__dataclass_fields__ and v is not None}
-    config = TrainConfig(**{**base.__dict__, **given})
-    config.output_dir = config.output_dir or None
-    return config
+        defaults = TrainConfig.smoke if (args.smoke or smoke_mode()) else TrainConfig
+    given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+    if given.get("output_dir") == "":
+        given["output_dir"] = None
+    return defaults(**given)
 
 
 def load_data(args):
@@ -144,13 +162,21 @@ def main(argv=None) -> int:
         model = load_model(config.model, seed=config.seed, verbose=main_process, random_weights=toy)
         metrics = (lambda m: reply_metrics(m, tokenizer, valid_set)) if toy else None
         model, history = train(
-            config, model, tokenizer, train_set, valid_set, progress=not args.no_progress, eval_metrics=metrics
+            config,
+            model,
+            tokenizer,
+            train_set,
+            valid_set,
+            progress=not args.no_progress,
+            eval_metrics=metrics,
+            resume_from=args.resume,
         )
     except (ValueError, OSError) as error:  # ConversationError is a ValueError
         print(f"python -m sft_utils.train: error: {error}", file=sys.stderr)
         return 2
+    resumed = f" (resumed after step {history['resumed_at']})" if history["resumed_at"] is not None else ""
     say(
-        f"{config.steps} steps, {history['processes']} process(es), {history['precision']}, "
+        f"{config.steps} steps{resumed}, {history['processes']} process(es), {history['precision']}, "
         f"{history['seconds']:.1f} s; padding {history['padding_share']:.1%}; "
         f"validation assistant-only loss {history['valid_loss'][0]:.3f} -> {history['valid_loss'][-1]:.3f} "
         f"(perplexity {history['valid_ppl'][-1]:.1f})"

@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import time
+import warnings
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
 
@@ -31,13 +34,18 @@ from ..chat_format import OPEN_ASSISTANT, ChatFormat
 from ..scale.truncation import tokenize_conversations
 from ..steps.shift import IGNORE_INDEX, AssistantOnlyCollator, CausalLMCollator
 from .checkpoint import save_checkpoint
+from .config import LORA_TARGET_MODULES as LORA_TARGETS
 from .config import LR_SCHEDULES, TrainConfig
 from .distributed import reduce_sum
 from .evaluate import evaluate
 from .precision import resolve_precision
+from .resume import find_checkpoint, load_training_state, save_training_state
 from .step import check_prompt_loss_weight, move_batch, train_step
 
 ACCELERATE_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
+# history's own per-step and per-evaluation lists; any other list is an eval_metrics name
+BUILT_IN_RECORDS = {"step", "trained_tokens", "train_loss", "lr", "tokens_per_s", "step_seconds"}
+BUILT_IN_RECORDS |= {"eval_step", "eval_trained_tokens", "valid_loss", "valid_ppl"}
 
 
 def micro_batch_indices(lengths: list[int], batch_size: int, *, seed: int):
@@ -97,6 +105,81 @@ def make_collator(loss: str, tokenizer, *, prompt_loss_weight: float = 0.0):
     return weighted
 
 
+def decay_parameter_names(model) -> set[str]:
+    """Names of the trainable parameters that weight decay applies to: every weight but biases and LayerNorm
+    weights (transformers' ``Trainer`` rule, through its ``get_parameter_names``): decaying a LayerNorm's gain
+    towards 0 or a bias towards 0 is not the regularisation weight decay means."""
+    from transformers.trainer_pt_utils import get_parameter_names
+
+    names = get_parameter_names(model, [torch.nn.LayerNorm])  # parameters outside any LayerNorm
+    return {n for n in names if "bias" not in n}
+
+
+def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters, in two groups: with ``weight_decay`` (weight matrices) and
+    without (biases, LayerNorm weights; :func:`decay_parameter_names`). Fused (one kernel for all
+    parameters, about 4x faster than the default on a CPU, same update) when they are all float32 on a CPU
+    or a GPU."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = decay_parameter_names(model)
+    groups = [
+        {"params": [p for n, p in trainable if n in decay], "weight_decay": weight_decay},
+        {"params": [p for n, p in trainable if n not in decay], "weight_decay": 0.0},
+    ]
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for _, p in trainable)
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, fused=fused)
+
+
+def make_scheduler(optimizer, config: TrainConfig):
+    """transformers' ``get_scheduler`` for ``config.lr_schedule``, already stepped once: its step 0 is a
+    learning rate of 0 under warm-up, so step k of the run trains at the schedule's value at k (the first at
+    ``lr / warmup``) and the decay reaches 0 one step after the last."""
+    from transformers import get_scheduler
+
+    scheduler = get_scheduler(LR_SCHEDULES[config.lr_schedule], optimizer, config.warmup, config.steps + 1)
+    with warnings.catch_warnings():  # PyTorch warns of a scheduler stepped before its optimizer: here on purpose
+        warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
+        scheduler.step()
+    return scheduler
+
+
+def apply_lora(model, config: TrainConfig):
+    """``model`` wrapped by peft's LoRA (``LoraConfig(r=lora_r, lora_alpha, target_modules)``, no dropout,
+    no bias): rank-``r`` adapters beside each target linear layer, every other weight frozen. Introduced in
+    notebook 08_finetune_pythia. Raises ValueError when a target module is not in the model."""
+    from peft import LoraConfig, get_peft_model
+
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in config.lora_target_modules if t not in names]
+    if missing:
+        raise ValueError(f"lora_target_modules {missing} are not modules of this model (GPT-NeoX has {LORA_TARGETS})")
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        target_modules=list(config.lora_target_modules),
+        lora_dropout=0.0,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def make_accelerator(precision: str, cpu: bool, config: TrainConfig):
+    """An ``accelerate.Accelerator`` for this run. accelerate keeps one process-wide state and refuses a second
+    Accelerator with another precision ("AcceleratorState has already been initialized"); a kernel that trains
+    twice, say fp32 then bf16, gets a fresh one (the process group of a launched run is kept)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+    tracking = {}
+    if config.report_to:
+        tracking = {"log_with": config.report_to, "project_dir": str(Path(config.output_dir) / "runs")}
+    # cpu=True without a GPU: accelerate then runs several launched processes as MULTI_CPU (gloo) DDP.
+    return Accelerator(mixed_precision=ACCELERATE_PRECISION[precision], cpu=cpu, **tracking)
+
+
 def train(
     config: TrainConfig,
     model,
@@ -107,6 +190,7 @@ def train(
     progress: bool = True,
     chat_format: ChatFormat = OPEN_ASSISTANT,
     eval_metrics=None,
+    resume_from=None,
 ):
     """Fine-tune ``model`` (a ``GPTNeoXForCausalLM``, e.g. from :func:`sft_utils.load_model`) in place.
 
@@ -119,27 +203,32 @@ def train(
         eval_metrics: None, or a function of the (unwrapped) model returning ``{name: number}``, called at every
             evaluation; each name becomes a list in ``history`` beside ``valid_loss`` (the toy world's
             ``exact_match`` and ``stop_rate``: :func:`sft_utils.train.generate.reply_metrics`).
+        resume_from: None, ``"latest"`` (the last checkpoint under ``config.output_dir``) or a
+            ``checkpoint-<step>`` folder written by an earlier run with ``save_every``: weights, optimizer,
+            scheduler, random states, data position and history are restored and the run continues at the
+            next step, as if it had never stopped. ``model`` must be built as for the first run (same name
+            and seed); the checkpoint's weights replace its own.
 
     Returns:
-        ``history``: dict of lists per optimizer step (``step``, ``trained_tokens`` cumulative over all
-        processes, ``train_loss`` nats/token, ``lr``, ``tokens_per_s`` real input tokens, ``step_seconds`` wall
-        time of the step alone) and per
-        evaluation (``eval_step``, ``eval_trained_tokens``, ``valid_loss`` assistant-only, nats/token;
-        ``valid_ppl`` = exp of it; step 0 is before training), plus ``padding_share``, ``precision``,
-        ``seconds``, ``processes``, ``config``. The model comes back unwrapped, in eval mode.
+        ``(model, history)``. ``history``: dict of lists per optimizer step (``step``, ``trained_tokens``
+        cumulative over all processes, ``train_loss`` nats/token, ``lr`` the step's learning rate,
+        ``tokens_per_s`` real input tokens, ``step_seconds`` wall time of the step alone) and per evaluation
+        (``eval_step``, ``eval_trained_tokens``, ``valid_loss`` assistant-only, nats/token; ``valid_ppl`` = exp
+        of it; step 0 is before training), plus ``padding_share``, ``precision``, ``seconds``, ``processes``,
+        ``trainable_parameters``, ``resumed_at`` (the step a resumed run started after, else None), ``config``;
+        a resumed run's history holds the whole run's records. The model comes back unwrapped, in eval mode;
+        with LoRA, the adapters merged into its weights (a plain ``GPTNeoXForCausalLM`` again).
 
-    Raises ValueError for a bad config value or data without trained tokens.
+    Raises ValueError for a bad config value, data without trained tokens, or a checkpoint whose run had other
+    settings; FileNotFoundError when ``resume_from`` finds no checkpoint.
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
-    from transformers import get_scheduler
 
     config.check()
     probe = "cuda" if torch.cuda.is_available() else "cpu"
     precision = resolve_precision(config.precision, probe)
-    # cpu=True without a GPU: accelerate then runs several launched processes as MULTI_CPU (gloo) DDP.
-    accelerator = Accelerator(mixed_precision=ACCELERATE_PRECISION[precision], cpu=probe == "cpu")
+    accelerator = make_accelerator(precision, probe == "cpu", config)
     set_seed(config.seed)  # the same order and weights in every process
     collate = make_collator(config.loss, tokenizer, prompt_loss_weight=config.prompt_loss_weight)
     # Conversations that truncation leaves without a trained token teach nothing: dropped, with a warning.
@@ -165,38 +254,58 @@ def train(
     ]
 
     lr = config.lr if config.lr is not None else (2e-5 if getattr(model, "sft_pretrained", True) else 1e-3)
-    # fused: one kernel for all parameters, about 4x faster than the default on a CPU (same update).
-    fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in model.parameters())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay, fused=fused)
-    scheduler = get_scheduler(LR_SCHEDULES[config.lr_schedule], optimizer, config.warmup_steps, config.steps)
+    if config.gradient_checkpointing:
+        set_gradient_checkpointing(model, True)
+    if config.lora_r is not None:
+        model = apply_lora(model, config)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    optimizer = make_optimizer(model, lr, config.weight_decay)
+    scheduler = make_scheduler(optimizer, config)
     model, optimizer = accelerator.prepare(model, optimizer)  # the scheduler is stepped here, once a step
+    accelerator.register_for_checkpointing(scheduler)
 
     processes, rank = accelerator.num_processes, accelerator.process_index
     per_step = config.grad_accum * processes
-    stream = micro_batch_indices([len(e["input_ids"]) for e in train_examples], config.batch_size, seed=config.seed)
+    settings = asdict(config) | {"lr": lr, "warmup_steps": config.warmup, "chat_format": chat_format.name}
+    settings["processes"] = processes
     history = {k: [] for k in ("step", "trained_tokens", "train_loss", "lr", "tokens_per_s", "step_seconds")}
     history.update({k: [] for k in ("eval_step", "eval_trained_tokens", "valid_loss", "valid_ppl")})
-    padded = positions = 0  # this process's micro-batches, for the padding share
+    run = {"step": 0, "trained_tokens": 0, "padded": 0, "positions": 0, "seconds": 0.0}  # padding: this process's
+    if resume_from is not None:
+        checkpoint = find_checkpoint(resume_from, config.output_dir)
+        saved = load_training_state(accelerator, checkpoint, settings)
+        history, run = saved["history"], saved["run"]
+    resumed_at = run["step"] if resume_from is not None else None
+    stream = micro_batch_indices([len(e["input_ids"]) for e in train_examples], config.batch_size, seed=config.seed)
+    for _ in range(run["step"] * per_step):  # the data position: the micro-batches the steps so far consumed
+        next(stream)
+    if config.report_to:
+        accelerator.init_trackers("sft", config={k: v for k, v in settings.items() if isinstance(v, (int, float, str))})
 
-    def record_eval(step, tokens):
+    def record_eval(step):
         loss = evaluate(model, valid_batches, accelerator=accelerator, precision=precision)
         history["eval_step"].append(step)
-        history["eval_trained_tokens"].append(tokens)
+        history["eval_trained_tokens"].append(run["trained_tokens"])
         history["valid_loss"].append(loss)
         history["valid_ppl"].append(math.exp(min(loss, 50.0)))
         if eval_metrics is not None:
             for name, value in eval_metrics(accelerator.unwrap_model(model)).items():
                 history.setdefault(name, []).append(value)
 
-    start, tokens = time.perf_counter(), 0
-    record_eval(0, 0)
-    bar = tqdm(range(1, config.steps + 1), desc=f"{config.loss} SFT", disable=not (progress and rank == 0))
+    start = time.perf_counter() - run["seconds"]
+    if resumed_at is None:
+        record_eval(0)
+    steps = range(run["step"] + 1, config.steps + 1)
+    bar = tqdm(
+        steps, desc=f"{config.loss} SFT", disable=not (progress and rank == 0), initial=run["step"], total=config.steps
+    )
     for step in bar:
         step_start = time.perf_counter()
         indices = [next(stream) for _ in range(per_step)][rank::processes]  # this process's share
         micro_batches = [move_batch(collate([train_examples[i] for i in ix]), accelerator.device) for ix in indices]
-        padded += sum(int((b["attention_mask"] == 0).sum()) for b in micro_batches)
-        positions += sum(b["attention_mask"].numel() for b in micro_batches)
+        run["padded"] += sum(int((b["attention_mask"] == 0).sum()) for b in micro_batches)
+        run["positions"] += sum(b["attention_mask"].numel() for b in micro_batches)
+        step_lr = scheduler.get_last_lr()[0]  # the rate this step trains at (read before the scheduler moves on)
         loss = train_step(
             model,
             micro_batches,
@@ -209,25 +318,72 @@ def train(
         if count and not accelerator.optimizer_step_was_skipped:  # fp16: the scaler skips inf/NaN steps
             scheduler.step()
         real = reduce_sum(torch.tensor(sum(int(b["attention_mask"].sum()) for b in micro_batches)), accelerator)
-        tokens += count
+        run["trained_tokens"] += count
+        run["step"] = step
         history["step"].append(step)
-        history["trained_tokens"].append(tokens)
+        history["trained_tokens"].append(run["trained_tokens"])
         history["train_loss"].append(loss)
-        history["lr"].append(scheduler.get_last_lr()[0])
+        history["lr"].append(step_lr)
         history["step_seconds"].append(time.perf_counter() - step_start)
         history["tokens_per_s"].append(real / history["step_seconds"][-1])
+        if config.report_to:
+            accelerator.log(
+                {k: history[k][-1] for k in ("train_loss", "lr", "tokens_per_s", "trained_tokens")}, step=step
+            )
         if step % config.eval_every == 0 or step == config.steps:
-            record_eval(step, tokens)
+            record_eval(step)
+            if config.report_to:
+                names = ["valid_loss", "valid_ppl", *(k for k in history if k not in BUILT_IN_RECORDS)]
+                accelerator.log({k: history[k][-1] for k in names}, step=step)
+        if config.save_every and step % config.save_every == 0 and step < config.steps:
+            run["seconds"] = time.perf_counter() - start
+            state = {"run": run, "history": history, "settings": settings}
+            save_training_state(accelerator, config.output_dir, step, state, keep=config.save_total_limit)
         tokens_per_s, valid = history["tokens_per_s"][-1], history["valid_loss"][-1]
         bar.set_postfix(loss=f"{loss:.3f}", valid=f"{valid:.3f}", tok_s=f"{tokens_per_s:.0f}", refresh=False)
+    positions = reduce_sum(torch.tensor(run["positions"]), accelerator)
     history.update(
-        padding_share=reduce_sum(torch.tensor(padded), accelerator) / reduce_sum(torch.tensor(positions), accelerator),
+        padding_share=reduce_sum(torch.tensor(run["padded"]), accelerator) / max(positions, 1),
         precision=precision,
         seconds=time.perf_counter() - start,
         processes=processes,
-        config=asdict(config) | {"lr": lr, "chat_format": chat_format.name},
+        trainable_parameters=trainable,
+        resumed_at=resumed_at,
+        config=settings,
     )
-    if config.output_dir:
-        save_checkpoint(model, tokenizer, config.output_dir, accelerator, chat_format=chat_format)
-    # keep_fp32_wrapper=False: drop the autocast accelerate wrapped around forward; the caller chooses again.
-    return accelerator.unwrap_model(model, keep_fp32_wrapper=False).eval(), history
+    if config.report_to:
+        accelerator.end_training()
+    return finish(model, tokenizer, config, accelerator, chat_format), history
+
+
+def finish(model, tokenizer, config: TrainConfig, accelerator, chat_format: ChatFormat):
+    """The trained model unwrapped, LoRA adapters merged, recomputation off, in eval mode; saved to
+    ``config.output_dir`` (``save_pretrained``) when there is one."""
+    if config.lora_r is None:
+        if config.output_dir:
+            save_checkpoint(model, tokenizer, config.output_dir, accelerator, chat_format=chat_format)
+        # keep_fp32_wrapper=False: drop the autocast accelerate wrapped around forward; the caller chooses again.
+        model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    else:
+        model = accelerator.unwrap_model(model, keep_fp32_wrapper=False).merge_and_unload()
+        if config.output_dir:  # the merged weights: from_pretrained reloads them without peft
+            save_checkpoint(model, tokenizer, config.output_dir, accelerator, chat_format=chat_format)
+    if config.gradient_checkpointing:
+        set_gradient_checkpointing(model, False)
+    return model.eval()
+
+
+def set_gradient_checkpointing(model, on: bool) -> None:
+    """Recompute each layer's activations in the backward pass instead of keeping them (transformers 5 calls
+    it activation checkpointing, 4.x gradient checkpointing), non-reentrant so that it works when the inputs
+    need no gradient (frozen embeddings under LoRA). The key/value cache is off while it is on: useless in
+    training and incompatible with recomputation; generation gets it back."""
+    if on:
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
+        disable()
+    model.config.use_cache = not on

@@ -166,7 +166,7 @@ def train_step(
     optimizer,
     *,
     accelerator=None,
-    max_grad_norm: float = 1.0,
+    max_grad_norm: float | None = 1.0,
     precision: str = "auto",
     full_logits: bool = False,
 ) -> float:
@@ -178,7 +178,7 @@ def train_step(
             (gradient accumulation, weighted by trained tokens: :func:`accumulate_gradients`).
         accelerator: an ``accelerate.Accelerator`` that prepared ``model`` and ``optimizer`` (DDP, FSDP, the
             fp16 gradient scaler), or None for plain PyTorch.
-        max_grad_norm: gradients are clipped to this global norm.
+        max_grad_norm: gradients are clipped to this global norm; None: not clipped.
         precision: through :func:`sft_utils.resolve_precision`; without an accelerator there is no gradient
             scaler, so "auto" is bf16 on a GPU with native bf16, else fp32.
         full_logits: the memo's path (``model(…).logits``); the default, chunked path agrees with it to float32
@@ -188,8 +188,10 @@ def train_step(
     momentum and weight decay). Raises ValueError for anything but shifted batches, a ``max_grad_norm`` that is
     not positive, or ``precision="fp16"`` without an accelerator.
     """
-    if not (isinstance(max_grad_norm, (int, float)) and max_grad_norm > 0):  # 0 never learns, < 0 climbs the loss
-        raise ValueError(f"max_grad_norm must be a positive number, got {max_grad_norm!r}")
+    if max_grad_norm is not None and not (  # 0 never learns, < 0 climbs the loss
+        isinstance(max_grad_norm, (int, float)) and not isinstance(max_grad_norm, bool) and max_grad_norm > 0
+    ):
+        raise ValueError(f"max_grad_norm must be a positive number or None, got {max_grad_norm!r}")
     micro_batches = [batch] if isinstance(batch, dict) else list(batch)
     if not micro_batches:
         raise ValueError("train_step needs a batch (or a non-empty list of micro-batches)")
@@ -200,7 +202,8 @@ def train_step(
     model.train()
     loss, count = accumulate_gradients(model, micro_batches, accelerator, precision=precision, full_logits=full_logits)
     if count:
-        clip = accelerator.clip_grad_norm_ if accelerator is not None else torch.nn.utils.clip_grad_norm_
-        clip(model.parameters(), max_grad_norm)
+        if max_grad_norm is not None:
+            clip = accelerator.clip_grad_norm_ if accelerator is not None else torch.nn.utils.clip_grad_norm_
+            clip(model.parameters(), max_grad_norm)
         optimizer.step()
     return loss

@@ -1,0 +1,98 @@
+"""The memory options of the loop: LoRA through peft, and gradient (activation) checkpointing."""
+
+import copy
+
+import pytest
+import torch
+from transformers import GPTNeoXForCausalLM
+
+from sft_utils import AssistantOnlyCollator, load_tokenizer, tokenize_conversation
+from sft_utils.data.toy import toy_conversations
+from sft_utils.models.pythia import load_model
+from sft_utils.train import TrainConfig, masked_loss_sum, train
+from sft_utils.train.loop import apply_lora
+
+R = 8
+
+
+@pytest.fixture(scope="module")
+def toy_data():
+    return toy_conversations("facts", "train", 200), toy_conversations("facts", "held-out", 16)
+
+
+@pytest.fixture(scope="module")
+def lora_run(toy_data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lora")
+    model = load_model("EleutherAI/pythia-14m", random_weights=True, verbose=False)
+    before = copy.deepcopy(model)
+    config = TrainConfig.toy(steps=20, lr=1e-2, lora_r=R, eval_every=10, output_dir=str(folder))
+    trained, history = train(config, model, load_tokenizer(verbose=False), *toy_data, progress=False)
+    return before, trained, history, folder
+
+
+def test_lora_trains_only_its_adapters_and_the_loss_falls(lora_run):
+    before, trained, history, _ = lora_run
+    # 6 layers x (qkv 128->384, dense 128->128, h_to_4h 128->512, 4h_to_h 512->128): r x (in + out) each
+    assert history["trainable_parameters"] == 6 * R * ((128 + 384) + (128 + 128) + (128 + 512) + (512 + 128))
+    assert history["valid_loss"][-1] < history["valid_loss"][0] - 1.0
+    assert isinstance(trained, GPTNeoXForCausalLM)  # adapters merged: no peft wrapper left
+    weights, old = dict(trained.named_parameters()), dict(before.named_parameters())
+    for name, value in weights.items():
+        delta = value.detach() - old[name].detach()
+        if any(f".{t}.weight" in name for t in TrainConfig().lora_target_modules):
+            assert 0 < torch.linalg.matrix_rank(delta) <= R, name  # a low-rank update, merged in
+        else:
+            assert torch.equal(delta, torch.zeros_like(delta)), name  # embeddings, head, norms, biases: frozen
+
+
+def test_lora_trains_the_same_tokens_as_full_fine_tuning(lora_run, toy_data):
+    _, _, lora_history, _ = lora_run
+    model = load_model("EleutherAI/pythia-14m", random_weights=True, verbose=False)
+    _, full = train(
+        TrainConfig.toy(steps=20, eval_every=10), model, load_tokenizer(verbose=False), *toy_data, progress=False
+    )
+    assert lora_history["trained_tokens"] == full["trained_tokens"]
+    assert full["trainable_parameters"] == sum(p.numel() for p in model.parameters())
+
+
+def test_the_merged_model_reloads_with_equal_logits(lora_run):
+    _, trained, _, folder = lora_run
+    reloaded = GPTNeoXForCausalLM.from_pretrained(folder).eval()
+    ids = torch.tensor([[50279, 3650, 1057, 20148, 3153, 275, 32, 0, 50280]])
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(ids).logits, trained(ids).logits, rtol=0, atol=1e-5)
+
+
+def test_the_chunked_loss_goes_through_the_peft_wrapper(tokenizer):
+    model = apply_lora(load_model("EleutherAI/pythia-14m", random_weights=True, verbose=False), TrainConfig(lora_r=R))
+    for module in model.modules():  # adapters start at B = 0, i.e. no change: move them so that they count
+        if hasattr(module, "lora_B"):
+            torch.nn.init.normal_(module.lora_B["default"].weight, std=0.02)
+    example = tokenize_conversation(
+        [{"role": "prompter", "text": "Where is Paris?"}, {"role": "assistant", "text": "In France."}], tokenizer
+    )
+    batch = AssistantOnlyCollator(tokenizer.pad_token_id)([example])
+    chunked, count = masked_loss_sum(model, batch)
+    full, _ = masked_loss_sum(model, batch, full_logits=True)
+    assert count == int(batch["label_masks"].sum()) == 5
+    torch.testing.assert_close(chunked, full, rtol=1e-5, atol=1e-5)
+    chunked.backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if "lora_" in n)
+
+
+def test_an_unknown_lora_target_is_named():
+    model = load_model("EleutherAI/pythia-14m", random_weights=True, verbose=False)
+    with pytest.raises(ValueError, match=r"lora_target_modules \['q_proj'\] are not modules of this model"):
+        apply_lora(model, TrainConfig(lora_r=R, lora_target_modules=("q_proj", "dense")))
+
+
+def test_gradient_checkpointing_changes_memory_not_the_numbers(toy_data):
+    histories = []
+    for on in (False, True):
+        model = load_model("EleutherAI/pythia-14m", random_weights=True, verbose=False)
+        config = TrainConfig.toy(steps=4, eval_every=2, gradient_checkpointing=on)
+        trained, history = train(config, model, load_tokenizer(verbose=False), *toy_data, progress=False)
+        histories.append(history)
+        assert trained.config.use_cache is True  # generation gets its cache back
+        assert not any(getattr(m, "gradient_checkpointing", False) for m in trained.modules())
+    assert histories[1]["train_loss"] == pytest.approx(histories[0]["train_loss"], abs=1e-6)
