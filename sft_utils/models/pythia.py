@@ -7,6 +7,7 @@ architecture with *random* weights, and says so loudly. The output head, memo st
 
 from __future__ import annotations
 
+import numbers
 import re
 
 import torch
@@ -98,13 +99,14 @@ def pythia_config(name: str):
     )
 
 
-def load_model(name_or_path=DEFAULT_MODEL, *, seed: int = 0, verbose: bool = True, random_weights: bool = False):
+def load_model(name_or_path=DEFAULT_MODEL, *, seed: int | None = 0, verbose: bool = True, random_weights: bool = False):
     """A ``GPTNeoXForCausalLM``: Pythia's weights from the hub when reachable, else random weights.
 
     Args:
         name_or_path: hub name (``EleutherAI/pythia-70m``, any size) or a local folder saved with
             ``save_pretrained``.
-        seed: ``torch.manual_seed`` used before random initialisation (offline path only).
+        seed: ``torch.manual_seed(seed)`` before random initialisation (offline path and ``random_weights``
+            only); None does not reseed: the weights then come from torch's global generator as it stands.
         verbose: print which source was used.
         random_weights: skip the hub and its cache: random weights on purpose (the toy world of notebook 07
             trains a model from scratch), announced in one quiet line.
@@ -119,9 +121,13 @@ def load_model(name_or_path=DEFAULT_MODEL, *, seed: int = 0, verbose: bool = Tru
 
     Raises ValueError for a folder or hub model that is not GPT-NeoX, or when no weights can be loaded
     and ``name_or_path`` is not a Pythia name; FileNotFoundError for a path (``/…``, ``./…``,
-    ``~/…``, ``a/b/c``) that is not a folder.
+    ``~/…``, ``a/b/c``) that is not a folder; TypeError for a ``seed`` that is neither an int nor None
+    (checked before anything loads, whichever source would be used).
     """
     from transformers import GPTNeoXForCausalLM
+
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(f"seed must be an int or None (do not reseed), got {seed!r} ({type(seed).__name__})")
 
     if random_weights:
         model, source = None, "asked for"
@@ -130,7 +136,8 @@ def load_model(name_or_path=DEFAULT_MODEL, *, seed: int = 0, verbose: bool = Tru
     pretrained = model is not None
     if not pretrained:
         config = pythia_config(name_or_path)
-        torch.manual_seed(seed)
+        if seed is not None:
+            torch.manual_seed(int(seed))
         model = GPTNeoXForCausalLM(config)
         source = f"RANDOM weights with {name_or_path}'s config ({source})"
     model = model.float()  # checkpoints are float16 and transformers 5 keeps their dtype; train in fp32

@@ -21,6 +21,12 @@ from ..chat_format import ASSISTANT, OPEN_ASSISTANT, PROMPTER, ROLE_ALIASES, SYS
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 
 
+def is_blank(text: str) -> bool:
+    """True for a ``str`` a reader sees as empty: ``""``, whitespace (``str.strip``'s), and the zero-width
+    characters U+200B, U+200C, U+200D, U+2060 and U+FEFF, in any mix. The formatter refuses such a message."""
+    return not text.translate(_INVISIBLE).strip()
+
+
 class ConversationError(ValueError):
     """A conversation that cannot be formatted or masked safely.
 
@@ -85,7 +91,7 @@ def normalize_messages(messages, *, system: str | None = None, conversation_id=N
         where = conversation_name(conversation_id, i)
         if not isinstance(text, str):
             raise ConversationError(f"{where}: text must be a str, got {type(text).__name__}")
-        if not text.translate(_INVISIBLE).strip():
+        if is_blank(text):
             raise ConversationError(f"{where}: text is empty or whitespace only")
         try:
             text.encode("utf-8")

@@ -1,16 +1,23 @@
 """oasst1 trees -> one best-ranked thread per tree, on the shared raw Open-Assistant trees."""
 
 import hashlib
+import itertools
 import json
+import math
 import random
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from sft_utils import load_conversations, shared_data_dir
+from sft_utils import ConversationError, format_conversation, load_conversations, shared_data_dir
 from sft_utils.data.oasst import (
     best_thread,
+    best_threads,
+    conversations_from_oasst1,
     flatten_tree,
     in_validation,
+    is_null,
     is_usable,
     load_oasst1_conversations,
     split_by_tree,
@@ -181,3 +188,149 @@ def test_malformed_rows_and_trees_are_named():
         flatten_tree({"message_tree_id": "t", "prompt": prompt})
     with pytest.raises(ValueError, match="tree t, the prompt: 'replies' is not a list"):
         flatten_tree({"message_tree_id": "t", "prompt": prompt | {"replies": "none"}})
+
+
+# --- Missing values as pandas writes them (NaN, pandas.NA) read as None -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value, null",
+    [
+        (None, True),
+        (float("nan"), True),
+        (np.nan, True),
+        (np.float32("nan"), True),
+        (pd.NA, True),
+        (pd.NaT, True),
+        (0, False),
+        (0.0, False),
+        (np.int64(0), False),
+        (False, False),
+        ("", False),
+        ("nan", False),
+        ([], False),
+        ({}, False),
+    ],
+)
+def test_is_null(value, null):
+    assert is_null(value) is null
+
+
+def _unranked_tree(null):
+    """p asks; a and b are unranked (null) and tie at 0.5, so the smaller id, a, beats c (rank 1); d (rank 0) is
+    deleted. Every other field that may be missing is missing too."""
+    return [
+        _row("p", null, "prompter", rank=null, lang="en", review_result=null, deleted=null, synthetic=null),
+        _row("b", "p", "assistant", rank=null, lang=null, review_result=null, deleted=False, synthetic=null),
+        _row("c", "p", "assistant", rank=1, lang=null, review_result=True, deleted=null, synthetic=False),
+        _row("a", "p", "assistant", rank=null, lang=null, review_result=null, deleted=null, synthetic=null),
+        _row("d", "p", "assistant", rank=0, lang=null, review_result=True, deleted=True, synthetic=False),
+    ]
+
+
+@pytest.mark.parametrize("null", [float("nan"), np.nan, np.float32("nan"), pd.NA], ids=repr)
+def test_null_ranks_choose_the_same_thread_as_none_in_every_order(null):
+    """Before: with NaN ranks the choice between a, b and c depended on the rows' order (every comparison with
+    NaN is False), and a NaN parent_id left the tree without a root."""
+    expected = [m["message_id"] for m in best_thread(_unranked_tree(None))]
+    assert expected == ["p", "a"]
+    for order in itertools.permutations(_unranked_tree(null)):
+        thread = best_thread(list(order))
+        assert [m["message_id"] for m in thread] == expected
+        assert [(m["rank"], m["parent_id"]) for m in thread] == [(None, None), (None, "p")]
+
+
+def test_rows_from_a_dataframe_choose_the_same_threads_in_every_order():
+    records = pd.DataFrame(_unranked_tree(None)).to_dict("records")
+    assert math.isnan(records[0]["parent_id"]) and math.isnan(records[0]["rank"])  # what pandas makes of None
+    for order in itertools.permutations(records):
+        (conversation,) = threads_from_messages(order, lang="en")
+        assert conversation["message_ids"] == ["p", "a"] and conversation["lang"] == "en"
+
+
+@pytest.mark.parametrize(
+    "fields, usable",
+    [
+        ({"deleted": np.nan, "review_result": np.nan, "synthetic": pd.NA}, True),
+        ({"deleted": np.bool_(True)}, False),
+        ({"review_result": np.bool_(False)}, False),
+        ({"review_result": 0.0}, False),  # a bool column with missing values becomes float in pandas
+        ({"review_result": 1.0, "deleted": 0.0, "synthetic": 0.0}, True),
+    ],
+)
+def test_usable_reads_nulls_as_none_and_numpy_bools_as_bools(fields, usable):
+    assert is_usable(_row("b", "a", "assistant") | fields) is usable
+
+
+# --- A blank message (empty, whitespace, zero-width only) is skipped like a deleted one -----------------------------
+
+BLANK = ["", "  \n\t", "\u200b", "\u200b\u200c\u200d\u2060\ufeff", " \ufeff \u2060\n"]
+NOT_BLANK = ["a", "\u200ba", " 4 ", "\u00a0x"]
+
+
+@pytest.mark.parametrize("text", BLANK + NOT_BLANK, ids=ascii)
+def test_blank_means_what_the_formatter_refuses(text):
+    refused = False
+    try:
+        format_conversation([{"role": "prompter", "text": text}])
+    except ConversationError:
+        refused = True
+    assert is_usable(_row("a", None, "prompter", text=text)) is not refused
+    assert refused is (text in BLANK)
+
+
+@pytest.mark.parametrize("blank", BLANK, ids=ascii)
+def test_a_blank_best_reply_gives_way_to_the_next_ranked(blank):
+    """Before: the blank rank-0 reply was chosen and the formatter then stopped the whole run."""
+    rows = [
+        _row("p", None, "prompter", text="Hi?"),
+        _row("r0", "p", "assistant", text=blank, rank=0),
+        _row("r1", "p", "assistant", text="Hello!", rank=1),
+        _row("r2", "p", "assistant", text="Hey.", rank=2),
+    ]
+    (conversation,) = threads_from_messages(rows)
+    assert conversation["message_ids"] == ["p", "r1"]
+    format_conversation(conversation["messages"], conversation_id=conversation["id"])
+
+
+def test_a_blank_follow_up_prompt_drops_its_branch():
+    rows = [
+        _row("p", None, "prompter", text="Hi?"),
+        _row("r", "p", "assistant", text="Hello!", rank=0),
+        _row("f1", "r", "prompter", text="\u200c \u200d"),  # answered, and the smaller id: taken if it counted
+        _row("f1a", "f1", "assistant", text="An answer to nothing.", rank=0),
+        _row("f2", "r", "prompter", text="How are you?"),
+        _row("f2a", "f2", "assistant", text="Well.", rank=0),
+    ]
+    assert [m["message_id"] for m in best_thread(rows)] == ["p", "r", "f2", "f2a"]
+    assert [m["message_id"] for m in best_thread(rows[:4])] == ["p", "r"]  # no other follow-up: the thread ends
+    assert best_thread([_row("p", None, "prompter", text="\ufeff"), _row("r", "p", "assistant", rank=0)]) == []
+
+
+def test_a_tree_whose_only_reply_is_zero_width_is_dropped_and_counted():
+    rows = [
+        _row("p", None, "prompter", text="Hi?"),
+        _row("r", "p", "assistant", text="Hello!", rank=0),
+        _row("q", None, "prompter", text="Say something.", message_tree_id="u"),
+        _row("s", "q", "assistant", text="\u200b\u2060", rank=0, message_tree_id="u"),
+    ]
+    assert best_threads(rows) == {"t": best_thread(rows[:2]), "u": []}
+    conversations, summary = conversations_from_oasst1({"train": rows[:2], "validation": rows[2:]}, lang=None)
+    assert [c["id"] for c in conversations] == ["t"]
+    assert summary == "4 messages in 2 trees -> 1 threads (lang=None); dropped: 1 trees without a usable thread"
+
+
+def test_the_summary_counts_trees_of_another_language():
+    rows = [
+        _row("p", None, "prompter", text="Hi?", lang="en"),
+        _row("r", "p", "assistant", text="Hello!", lang="en"),
+        _row("q", None, "prompter", text="Hola?", lang="es", message_tree_id="u"),
+        _row("s", "q", "assistant", text="Hola.", lang="es", message_tree_id="u"),
+    ]
+    conversations, summary = conversations_from_oasst1({"train": rows}, lang="es")
+    assert [c["id"] for c in conversations] == ["u"]
+    assert summary == (
+        "4 messages in 2 trees -> 1 threads (lang=es); dropped: 0 trees without a usable thread, 1 in another language"
+    )
+    with pytest.raises(TypeError, match="expected a mapping of split name -> message rows .*, got list"):
+        conversations_from_oasst1(rows)

@@ -1,5 +1,8 @@
 """Step 5: the model and its vocabulary projection."""
 
+import re
+
+import numpy as np
 import pytest
 import torch
 from transformers import GPTNeoXForCausalLM
@@ -114,3 +117,36 @@ def test_a_folder_of_another_architecture_is_refused_before_loading(tmp_path):
 )
 def test_pythia_size(name, size):
     assert sft_utils.models.pythia.pythia_size(name) == size
+
+
+def test_seed_none_does_not_reseed(no_hub_no_cache):
+    """Before: torch.manual_seed(None) failed inside torch."""
+    torch.manual_seed(5)
+    model = sft_utils.load_model("EleutherAI/pythia-14m", seed=None, verbose=False)
+    torch.manual_seed(5)
+    again = GPTNeoXForCausalLM(pythia_config("pythia-14m"))
+    assert torch.equal(output_head(model).weight, output_head(again).weight)  # torch's generator, as it stood
+    seeded = sft_utils.load_model("EleutherAI/pythia-14m", seed=np.int64(5), verbose=False)
+    assert torch.equal(output_head(seeded).weight, output_head(again).weight)
+
+
+@pytest.mark.parametrize("seed, shown", [("3", "'3' (str)"), (3.0, "3.0 (float)"), (True, "True (bool)")])
+def test_a_seed_that_is_not_an_int_is_named_before_anything_loads(seed, shown):
+    with pytest.raises(TypeError, match=re.escape(f"seed must be an int or None (do not reseed), got {shown}")):
+        sft_utils.load_model("/nonexistent/checkpoints/pythia-14m", seed=seed, verbose=False)
+
+
+def test_the_models_package_exports_what_its_docstring_names():
+    """Before: `from sft_utils.models import load_model` failed, though the docstring lists it."""
+    from sft_utils import models
+    from sft_utils.models import hub_is_reachable, load_local_hub_or_cache, load_model, pythia_config
+
+    named = set(re.findall(r"(?<![.\w])[a-z]+(?:_[a-z]+)+(?![.\w])", models.__doc__))
+    assert (
+        named == set(models.__all__) == {"hub_is_reachable", "load_local_hub_or_cache", "load_model", "pythia_config"}
+    )
+    assert (load_model, pythia_config) == (sft_utils.load_model, sft_utils.pythia_config)
+    assert (hub_is_reachable, load_local_hub_or_cache) == (
+        models.hub.hub_is_reachable,
+        models.hub.load_local_hub_or_cache,
+    )
