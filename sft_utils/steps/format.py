@@ -106,8 +106,8 @@ def normalize_messages(messages, *, system: str | None = None, conversation_id=N
 
 
 def render_message(message: Mapping, *, chat_format: ChatFormat = OPEN_ASSISTANT) -> str:
-    """One normalised message as it appears in the formatted string: marker + text + end of message
-    (``<|endoftext|>`` in :data:`~sft_utils.chat_format.OPEN_ASSISTANT`)."""
+    """One normalised message as it appears in the formatted string: header + text + end of message + footer
+    (``<|prompter|>`` + text + ``<|endoftext|>`` in :data:`~sft_utils.chat_format.OPEN_ASSISTANT`)."""
     return chat_format.render(message["role"], message["text"])
 
 
@@ -125,10 +125,10 @@ def format_conversation(
         messages: list of ``{"role", "text"}`` (or ``{"role", "content"}``) dicts; see
             :func:`normalize_messages` for the rules.
         system: optional system prompt, rendered first as ``<|system|>…<|endoftext|>``.
-        add_generation_prompt: append ``<|assistant|>`` so that a model continues with a reply
-            (the same idea as ``apply_chat_template(add_generation_prompt=True)``).
+        add_generation_prompt: append the assistant's header (``<|assistant|>``) so that a model continues
+            with a reply (the same idea as ``apply_chat_template(add_generation_prompt=True)``).
         conversation_id: named in error messages.
-        chat_format: the markers and end token (:mod:`sft_utils.chat_format`).
+        chat_format: prefix, headers, end token and footer (:mod:`sft_utils.chat_format`).
 
     Returns:
         ``str``, e.g. ``"<|prompter|>Hi<|endoftext|><|assistant|>Hello!<|endoftext|>"``.
@@ -138,7 +138,7 @@ def format_conversation(
             ``add_generation_prompt`` is set and the last message is not the prompter's.
     """
     normalized = normalize_messages(messages, system=system, conversation_id=conversation_id)
-    text = "".join(render_message(m, chat_format=chat_format) for m in normalized)
+    text = chat_format.prefix + "".join(render_message(m, chat_format=chat_format) for m in normalized)
     if not add_generation_prompt:
         return text
     if normalized[-1]["role"] != PROMPTER:  # else two assistant turns in a row
