@@ -11,6 +11,8 @@ form and the tokenizer of ``load_tokenizer(chat_format=F)``:
 * TRL's ``SFTTrainer`` preprocessing and collator with ``assistant_only_loss=True``, labels against
   ``AssistantOnlyCollator(convention="labels")``.
 
+The package's own data-set route (``tokenize_packed``, ``preprocess_dataset``) is checked against it too.
+
 Known difference, checked rather than skipped: the routes that render a string and tokenize it turn a special
 token typed in a message (``<|endoftext|>`` in the course's ``format-question``) into its id; sft_utils keeps it
 as text. On those conversations the three ecosystem routes are checked against each other instead.
@@ -32,6 +34,7 @@ from sft_utils import (
     generation_prompt_ids,
     tokenize_conversation,
 )
+from sft_utils.scale.preprocess import examples_from_packed, preprocess_dataset, tokenize_packed
 from sft_utils.steps.mask import header_ids
 from sft_utils.steps.template_mask import mask_from_template
 
@@ -199,3 +202,46 @@ def test_trl_trains_the_same_tokens_on_every_course_conversation(chat_format, to
 @pytest.mark.parametrize("chat_format", FORMATS, ids=lambda f: f.name)
 def test_trl_trains_the_same_tokens_on_every_shared_conversation(chat_format, tokenizers, shared_conversations):
     assert check_trl(chat_format, tokenizers[chat_format.name], shared_conversations) == []
+
+
+# --- the data-set route ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_length", [None, 40], ids=["whole", "cut-at-40"])
+@pytest.mark.parametrize("chat_format", FORMATS, ids=lambda f: f.name)
+def test_the_batched_route_equals_tokenize_conversation(
+    chat_format, max_length, tokenizers, course_conversations, shared_conversations
+):
+    """tokenize_packed (numpy assembly of the same pieces) gives tokenize_conversation's examples, cut or not."""
+    tokenizer = tokenizers[chat_format.name]
+    conversations = course_conversations + shared_conversations
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # conversations left untrained by the cut: tested elsewhere
+        packed = tokenize_packed(
+            [c["messages"] for c in conversations],
+            tokenizer,
+            max_length=max_length,
+            conversation_ids=[c["id"] for c in conversations],
+            chat_format=chat_format,
+        )
+        expected = [
+            tokenize_conversation(c["messages"], tokenizer, max_length=max_length, chat_format=chat_format)
+            for c in conversations
+        ]
+    assert examples_from_packed(packed) == expected
+
+
+def test_the_dataset_route_equals_tokenize_conversation(tokenizers, course_conversations):
+    rows = preprocess_dataset(course_conversations, tokenizers[CHATML.name], chat_format=CHATML, desc=None)
+    for row, conversation in zip(rows, course_conversations, strict=True):
+        expected = tokenize_conversation(conversation["messages"], tokenizers[CHATML.name], chat_format=CHATML)
+        assert {k: row[k] for k in expected} == expected, conversation["id"]
+
+
+def test_the_batched_route_names_a_missing_token_and_the_call(tokenizer, course_conversations):
+    with pytest.raises(ValueError) as error:
+        tokenize_packed([course_conversations[0]["messages"]], tokenizer, chat_format=LLAMA3)
+    assert str(error.value) == (
+        "tokenize_packed: tokenizer has no '<|start_header_id|>' token; load it with "
+        "sft_utils.load_tokenizer(chat_format=sft_utils.LLAMA3) (chat format 'llama-3')"
+    )
