@@ -35,6 +35,7 @@ from sft_utils import (
     tokenize_conversation,
 )
 from sft_utils.scale.preprocess import examples_from_packed, preprocess_dataset, tokenize_packed
+from sft_utils.scale.truncation import truncation_report
 from sft_utils.steps.mask import header_ids
 from sft_utils.steps.template_mask import mask_from_template
 
@@ -245,3 +246,15 @@ def test_the_batched_route_names_a_missing_token_and_the_call(tokenizer, course_
         "tokenize_packed: tokenizer has no '<|start_header_id|>' token; load it with "
         "sft_utils.load_tokenizer(chat_format=sft_utils.LLAMA3) (chat format 'llama-3')"
     )
+
+
+@pytest.mark.parametrize("cut, replies_cut", [(1, []), (2, ["hello"])], ids=["footer-only", "end-and-footer"])
+def test_a_cut_that_takes_only_chatmls_footer_leaves_the_reply_whole(tokenizers, cut, replies_cut):
+    """<|im_end|> then the newline: cutting the newline alone cuts nothing the reply trains; the end too, the reply."""
+    messages = [{"role": "prompter", "text": "Hi"}, {"role": "assistant", "text": "Hello there"}]
+    tokenizer = tokenizers[CHATML.name]
+    length = len(tokenize_conversation(messages, tokenizer, chat_format=CHATML)["input_ids"])
+    conversations = [{"id": "hello", "messages": messages}]
+    report = truncation_report(conversations, tokenizer, max_length=length - cut, chat_format=CHATML)
+    assert (report.truncated, report.replies_cut) == (["hello"], replies_cut)
+    assert report.trained_targets_before - report.trained_targets_after == cut - 1  # <|im_end|> when it goes
