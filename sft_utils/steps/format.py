@@ -6,6 +6,9 @@ Open-Assistant's format puts a role marker before each message and one ``<|endof
 
     <|system|>…<|endoftext|><|prompter|>…<|endoftext|><|assistant|>…<|endoftext|>…
 
+Other formats (``chat_format=``: ChatML, Llama 3) write a header of several tokens, a footer or a prefix
+(:mod:`sft_utils.chat_format`).
+
 The string is what a person reads; the token ids of step 2 are built message by message from the
 validated messages (see :mod:`sft_utils.steps.mask`), never by re-parsing this string, so that a user
 who types ``<|assistant|>`` cannot change the role of later tokens.
