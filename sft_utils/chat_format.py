@@ -17,7 +17,8 @@ Open-Assistant's format, the memo's (step 1), every token of a reply trained::
 
 ChatML, the layout of OpenAI's ChatML document and of Qwen2's chat template (role name as text after
 ``<|im_start|>``, a newline, the text, ``<|im_end|>``, a newline); a reply trains its text and ``<|im_end|>``,
-not its header nor the newline after ``<|im_end|>`` (generation stops at ``<|im_end|>``)::
+not its header nor the newline after ``<|im_end|>`` (generation stops at ``<|im_end|>``; TRL's Qwen2.5 and
+Qwen3 training templates do train that newline: ``train_footer=True``, with a template whose block holds it)::
 
     <|im_start|>system\\n…<|im_end|>\\n<|im_start|>user\\n…<|im_end|>\\n<|im_start|>assistant\\n…<|im_end|>\\n
     <|im_start|> 50277  <|im_end|> 50278
@@ -34,10 +35,10 @@ conversation has none), no tools, and the text written as given (Meta's template
 trailing whitespace). The prompter's role name in both headers is ``user``, as in the originals.
 
 Tokens: the text of a message is tokenized on its own (a marker typed in it stays text), and a header's ids are
-those it has in front of a text that starts with a visible character. On Pythia's BPE that makes Llama 3's
-``\\n\\n`` two ``\\n`` tokens (187 187), as in every rendered conversation; a header at the very end of a string
-(``apply_chat_template(…, add_generation_prompt=True)``) tokenizes it as one token (535) instead, which
-:func:`sft_utils.generation_prompt_ids` does not do.
+those it has in front of a text that starts with a visible character. On Pythia's BPE, Llama 3's ``\\n\\n``
+there is two ``\\n`` tokens (187 187), as in every rendered conversation whose text starts so; at the very end
+of a string, as in ``apply_chat_template(…, add_generation_prompt=True)``, it is one token (535), a header that
+training never shows. :func:`sft_utils.generation_prompt_ids` ends with 187 187.
 """
 
 from __future__ import annotations

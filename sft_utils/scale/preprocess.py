@@ -10,7 +10,7 @@ label masks and truncation); only the route is faster:
    we never use), with ``encode_special_tokens`` set, the backend's name for transformers'
    ``split_special_tokens=True``: a typed ``<|assistant|>`` stays plain text;
 3. the conversations are assembled with numpy, not a Python loop per token: the header of each message
-   (``<|prompter|>``; ChatML's ``<|im_start|>user\n``) goes at the message's start, ``<|endoftext|>`` and the
+   (``<|prompter|>``; ChatML's ``<|im_start|>user\\n``) goes at the message's start, ``<|endoftext|>`` and the
    format's footer at its end, the text ids in between, the format's prefix before a conversation's first
    message; message indices and the label mask are each message's index and role, repeated over its length,
    with the format's choice on a reply's header, end and footer (the ids of :mod:`sft_utils.steps.mask`).

@@ -16,7 +16,7 @@ become role ids; a user who writes ``<|assistant|>`` gets plain-text tokens. For
 literals the ids equal ``tokenizer(format_conversation(messages))`` exactly (a test checks it),
 because the special tokens already cut the string at every message boundary.
 
-A format whose header goes on with text after its marker (ChatML's ``<|im_start|>assistant\n``) is built the
+A format whose header goes on with text after its marker (ChatML's ``<|im_start|>assistant\\n``) is built the
 same way, piece by piece: prefix, header, text, end of message, footer, each tokenized apart, so that no token
 spans a header and a text. A header's ids are those it has in front of a text that starts with a visible
 character (see :mod:`sft_utils.chat_format`); a text that starts with whitespace may tokenize differently
@@ -76,20 +76,22 @@ def tokenize_conversation(
         max_length: keep the first ``max_length`` tokens (right truncation; the policy is below).
         system: optional system prompt, as in :func:`sft_utils.format_conversation`.
         conversation_id: named in errors and warnings.
-        chat_format: markers, end token and which parts of a reply are trained (:mod:`sft_utils.chat_format`;
-            the tokenizer must hold its tokens: ``load_tokenizer(chat_format=…)``).
+        chat_format: prefix, headers, end token, footer and which parts of a reply are trained
+            (:mod:`sft_utils.chat_format`; the tokenizer must hold its tokens: ``load_tokenizer(chat_format=…)``).
 
     Returns:
         dict of Python lists, all of length T (tokens):
         ``input_ids`` (int), ``attention_mask`` (int, all 1), ``message_indices`` (int, index into the
-        normalised messages, the system message counting as message 0 when present) and
-        ``label_mask`` (bool, True on assistant tokens).
+        normalised messages, the system message counting as message 0 when present, and the format's prefix
+        as message 0's) and ``label_mask`` (bool, True on the tokens of each reply that the format trains).
 
     Raises:
         ConversationError: invalid messages (see ``normalize_messages``), or a conversation with no
             assistant message (nothing to train; a prompt for generation goes to
             :func:`generation_prompt_ids`).
-        ValueError: ``max_length`` not an int >= 1, or a tokenizer without the role tokens.
+        ValueError: ``max_length`` not an int >= 1; a tokenizer without one of the format's tokens (naming the
+            conversation, the message that needs it, the token and the ``load_tokenizer`` call); a format whose
+            header would share a token with the text after it.
 
     Truncation policy (``max_length``): the first ``max_length`` tokens are kept, whatever they are.
     Whole leading messages survive; the message that straddles the cut keeps its head; later messages
@@ -160,7 +162,7 @@ def header_ids(tokenizer, chat_format: ChatFormat, role: str, *, where: str = "c
 
     A header that is one special token (Open-Assistant's) is that token's id. Otherwise the header is tokenized
     followed by a visible character, which is then dropped: the header's ids inside any rendered conversation
-    whose text starts with a visible character (on Pythia's BPE, Llama 3's ``\n\n`` there is 187 187, where
+    whose text starts with a visible character (on Pythia's BPE, Llama 3's ``\\n\\n`` there is 187 187, where
     alone it would be 535). Raises ValueError, naming ``where``, for a special token of the format that the
     tokenizer lacks, or a header whose last characters the tokenizer joins with a text's first into one token
     (a header that ends in a letter or a space).
@@ -201,13 +203,16 @@ def check_special_tokens(tokenizer, chat_format: ChatFormat, written: str, *, wh
 def generation_prompt_ids(
     messages, tokenizer, *, system: str | None = None, conversation_id=None, chat_format: ChatFormat = OPEN_ASSISTANT
 ) -> list[int]:
-    """Token ids of a prompt for generation: the conversation's ids, then ``<|assistant|>`` (50280).
+    """Token ids of a prompt for generation: the conversation's ids, then the assistant's header
+    (``<|assistant|>``, 50280; ChatML's ``<|im_start|>assistant\\n``, 4 tokens, see :func:`header_ids`).
 
     Introduced in notebook 08_finetune_pythia. Built like :func:`tokenize_conversation`, so a marker typed
     in the text stays text (``tokenizer(format_conversation(…, add_generation_prompt=True))`` would turn
-    it into a role token). Returns a list of int of length T + 1.
+    it into a role token), and the header has the ids a reply's header has in training. Returns a list of int
+    of length T + H (H = 1 in Open-Assistant's format).
 
-    Raises ConversationError when the last message is not the prompter's (see ``normalize_messages``).
+    Raises ConversationError when the last message is not the prompter's (see ``normalize_messages``), and
+    ValueError as :func:`tokenize_conversation` for a tokenizer without the format's tokens.
     """
     normalized = normalize_messages(messages, system=system, conversation_id=conversation_id)
     if normalized[-1]["role"] != PROMPTER:

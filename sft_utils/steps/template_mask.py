@@ -68,7 +68,7 @@ def mask_from_template(
     """``input_ids`` and ``label_mask`` (lists, one per token) of ``messages`` rendered by a chat template, the mask
     found by :func:`reply_spans`: True on each reply's tokens (and on its header with ``include_header=True``),
     its closing end token included when the template writes it inside the reply, the ``footer`` after it not
-    (``chat_format.footer`` of a format that does not train it: ChatML's ``"\n"``).
+    (``chat_format.footer`` of a format that does not train it: ChatML's ``"\\n"``).
 
     Equal to ``apply_chat_template(…, return_assistant_tokens_mask=True)`` for a template whose
     ``{% generation %}`` block holds exactly the reply after its header (``include_header=False``) or the
