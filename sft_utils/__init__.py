@@ -1,6 +1,6 @@
 """sft_utils: the code the sft-course notebooks share, in layers you can see in the folder tree.
 
-chat_format  ChatFormat, OPEN_ASSISTANT: markers, end token, role tokens, what a reply trains
+chat_format  ChatFormat; OPEN_ASSISTANT, CHATML, LLAMA3: headers, end token, role tokens, what a reply trains
 steps/       the memo's six steps, one module each (format, tokenize, mask, shift, project, loss)
 scale/       the same steps at data-set and GPU scale (truncation, packing, preprocess, chunked loss, memory)
 train/       config, precision, one step, the loop, evaluation, checkpoints; python -m sft_utils.train
@@ -27,7 +27,7 @@ try:
 except PackageNotFoundError:  # imported from a source tree that was never installed
     __version__ = "0+unknown"
 
-from .chat_format import OPEN_ASSISTANT, ChatFormat
+from .chat_format import CHATML, LLAMA3, OPEN_ASSISTANT, ChatFormat
 from .course import exercises  # so that `sft_utils.exercises.check(...)` works after `import sft_utils`
 from .data.conversations import course_data_path, load_conversations, shared_data_dir
 from .models.pythia import load_model, pythia_config
@@ -51,7 +51,9 @@ from .train.precision import resolve_precision
 sys.modules[f"{__name__}.exercises"] = exercises
 
 __all__ = [
+    "CHATML",
     "IGNORE_INDEX",
+    "LLAMA3",
     "OPEN_ASSISTANT",
     "REPO_BRANCH",
     "REPO_URL",

@@ -9,9 +9,11 @@ label masks and truncation); only the route is faster:
 2. the texts are encoded in **one** call of the Rust tokenizer (``encode_batch_fast``: no offsets, which
    we never use), with ``encode_special_tokens`` set, the backend's name for transformers'
    ``split_special_tokens=True``: a typed ``<|assistant|>`` stays plain text;
-3. the conversations are assembled with numpy, not a Python loop per token: the marker of each message
-   goes at the message's start, ``<|endoftext|>`` at its end, the text ids in between; message indices
-   and the label mask are each message's index and role, repeated over its length.
+3. the conversations are assembled with numpy, not a Python loop per token: the header of each message
+   (``<|prompter|>``; ChatML's ``<|im_start|>user\\n``) goes at the message's start, ``<|endoftext|>`` and the
+   format's footer at its end, the text ids in between, the format's prefix before a conversation's first
+   message; message indices and the label mask are each message's index and role, repeated over its length,
+   with the format's choice on a reply's header, end and footer (the ids of :mod:`sft_utils.steps.mask`).
 
 :func:`preprocess_dataset` runs this through ``datasets.Dataset.map(batched=True, num_proc=…)`` and hands
 Arrow arrays back, so ``datasets`` never converts millions of Python ints.
@@ -26,7 +28,7 @@ import numpy as np
 
 from ..chat_format import ASSISTANT, OPEN_ASSISTANT, PROMPTER, SYSTEM, ChatFormat
 from ..steps.format import normalize_messages
-from ..steps.mask import check_max_length, require_reply, token_id, warn_no_trained_target
+from ..steps.mask import check_max_length, header_ids, require_reply, token_id, warn_no_trained_target, written_ids
 
 OUTPUT_COLUMNS = ("input_ids", "attention_mask", "message_indices", "label_mask")
 _ROLES = (PROMPTER, ASSISTANT, SYSTEM)  # role -> small int code, the index in this tuple (every format's roles)
@@ -93,31 +95,50 @@ def tokenize_packed(
     ]
     messages = list(itertools.chain.from_iterable(normalized))
     text_ids = encode_texts(tokenizer, [m["text"] for m in messages])
-    marker_ids = np.array([token_id(tokenizer, chat_format.marker(role)) for role in _ROLES], dtype=np.int32)
-    end_id = token_id(tokenizer, chat_format.end_of_message)
+    headers = [header_ids(tokenizer, chat_format, role, where="tokenize_packed") for role in _ROLES]
+    end_id = token_id(tokenizer, chat_format.end_of_message, chat_format=chat_format, where="tokenize_packed")
+    prefix, footer = (
+        written_ids(tokenizer, chat_format, s, where="tokenize_packed")
+        for s in (chat_format.prefix, chat_format.footer)
+    )
 
-    # Per message: role code, length = marker + text + end of message, start and end in the flat array.
+    # Per message: role code; length = prefix (a conversation's first message only) + header + text + end of
+    # message + footer; start and end in the flat array.
     roles = np.fromiter((_ROLES.index(m["role"]) for m in messages), dtype=np.int8, count=len(messages))
     text_lengths = np.fromiter(map(len, text_ids), dtype=np.int64, count=len(messages))
-    message_lengths = text_lengths + 2
-    message_ends = np.cumsum(message_lengths)
-    message_starts = message_ends - message_lengths
     # Per conversation: how many messages, and the index of its first message in `messages`.
     counts = np.fromiter(map(len, normalized), dtype=np.int64, count=len(normalized))
     first_message = np.cumsum(counts) - counts
+    prefix_lengths = np.zeros(len(messages), dtype=np.int64)
+    prefix_lengths[first_message[counts > 0]] = len(prefix)
+    header_lengths = np.array([len(h) for h in headers], dtype=np.int64)[roles]
+    message_lengths = prefix_lengths + header_lengths + text_lengths + 1 + len(footer)
+    message_ends = np.cumsum(message_lengths)
+    message_starts = message_ends - message_lengths
+    header_starts = message_starts + prefix_lengths
+    end_positions = message_ends - 1 - len(footer)
 
     input_ids = np.empty(int(message_ends[-1]) if len(messages) else 0, dtype=np.int32)
     is_text = np.ones(len(input_ids), dtype=bool)
-    is_text[message_starts] = is_text[message_ends - 1] = False
-    input_ids[is_text] = np.fromiter(itertools.chain.from_iterable(text_ids), np.int32, int(text_lengths.sum()))
-    input_ids[message_starts] = marker_ids[roles]
-    input_ids[message_ends - 1] = end_id
-    index_in_conversation = np.arange(len(messages)) - np.repeat(first_message, counts)
-    message_indices = np.repeat(index_in_conversation.astype(np.int32), message_lengths)
     is_reply = roles == _ROLES.index(ASSISTANT)
     label_mask = np.repeat(is_reply, message_lengths)
-    label_mask[message_starts[is_reply]] = chat_format.train_marker  # the format's choice for marker and end
-    label_mask[message_ends[is_reply] - 1] = chat_format.train_end
+    # The format's pieces, one position at a time (a few per message), then the texts into the rest.
+    pieces = [(message_starts[prefix_lengths > 0], prefix, [False] * len(prefix))]
+    for code, header in enumerate(headers):
+        trained = [chat_format.train_marker] + [chat_format.train_header] * (len(header) - 1)
+        pieces.append((header_starts[roles == code], header, trained))
+    pieces.append(
+        (end_positions, [end_id, *footer], [chat_format.train_end] + [chat_format.train_footer] * len(footer))
+    )
+    for starts, ids, trained in pieces:
+        for offset, (piece_id, piece_trained) in enumerate(zip(ids, trained)):
+            positions = starts + offset
+            input_ids[positions] = piece_id
+            is_text[positions] = False
+            label_mask[positions] &= piece_trained  # the format's choice, on replies only
+    input_ids[is_text] = np.fromiter(itertools.chain.from_iterable(text_ids), np.int32, int(text_lengths.sum()))
+    index_in_conversation = np.arange(len(messages)) - np.repeat(first_message, counts)
+    message_indices = np.repeat(index_in_conversation.astype(np.int32), message_lengths)
     lengths = np.add.reduceat(message_lengths, first_message) if len(messages) else counts
 
     packed = {"input_ids": input_ids, "message_indices": message_indices, "label_mask": label_mask}

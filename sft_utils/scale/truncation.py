@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..chat_format import OPEN_ASSISTANT, ChatFormat
 from ..steps.format import conversation_entry, conversation_name
-from ..steps.mask import check_max_length, tokenize_conversation
+from ..steps.mask import check_max_length, token_id, tokenize_conversation
 
 
 @dataclass
@@ -103,9 +103,12 @@ def tokenize_conversations(
                     chat_format=chat_format,
                 )
             report.truncated.append(name)
-            # The message at the cut continues past it, and is an assistant's: a reply cut in two.
+            # The message at the cut is an assistant's and loses its end of message past the cut: a reply cut in
+            # two (a footer alone past it, ChatML's newline after <|im_end|>, leaves the reply whole).
             cut_message = full["message_indices"][max_length - 1]
-            if full["label_mask"][max_length - 1] and full["message_indices"][max_length] == cut_message:
+            end_id = token_id(tokenizer, chat_format.end_of_message)  # tokenize_conversation found it
+            past = zip(full["input_ids"][max_length:], full["message_indices"][max_length:])
+            if full["label_mask"][max_length - 1] and (end_id, cut_message) in past:
                 report.replies_cut.append(name)
         report.examples += 1
         report.trained_targets_before += trained_target_count(full)

@@ -6,6 +6,9 @@ Open-Assistant's format puts a role marker before each message and one ``<|endof
 
     <|system|>…<|endoftext|><|prompter|>…<|endoftext|><|assistant|>…<|endoftext|>…
 
+Other formats (``chat_format=``: ChatML, Llama 3) write a header of several tokens, a footer or a prefix
+(:mod:`sft_utils.chat_format`).
+
 The string is what a person reads; the token ids of step 2 are built message by message from the
 validated messages (see :mod:`sft_utils.steps.mask`), never by re-parsing this string, so that a user
 who types ``<|assistant|>`` cannot change the role of later tokens.
@@ -112,8 +115,8 @@ def normalize_messages(messages, *, system: str | None = None, conversation_id=N
 
 
 def render_message(message: Mapping, *, chat_format: ChatFormat = OPEN_ASSISTANT) -> str:
-    """One normalised message as it appears in the formatted string: marker + text + end of message
-    (``<|endoftext|>`` in :data:`~sft_utils.chat_format.OPEN_ASSISTANT`)."""
+    """One normalised message as it appears in the formatted string: header + text + end of message + footer
+    (``<|prompter|>`` + text + ``<|endoftext|>`` in :data:`~sft_utils.chat_format.OPEN_ASSISTANT`)."""
     return chat_format.render(message["role"], message["text"])
 
 
@@ -131,10 +134,10 @@ def format_conversation(
         messages: list of ``{"role", "text"}`` (or ``{"role", "content"}``) dicts; see
             :func:`normalize_messages` for the rules.
         system: optional system prompt, rendered first as ``<|system|>…<|endoftext|>``.
-        add_generation_prompt: append ``<|assistant|>`` so that a model continues with a reply
-            (the same idea as ``apply_chat_template(add_generation_prompt=True)``).
+        add_generation_prompt: append the assistant's header (``<|assistant|>``) so that a model continues
+            with a reply (the same idea as ``apply_chat_template(add_generation_prompt=True)``).
         conversation_id: named in error messages.
-        chat_format: the markers and end token (:mod:`sft_utils.chat_format`).
+        chat_format: prefix, headers, end token and footer (:mod:`sft_utils.chat_format`).
 
     Returns:
         ``str``, e.g. ``"<|prompter|>Hi<|endoftext|><|assistant|>Hello!<|endoftext|>"``.
@@ -144,7 +147,7 @@ def format_conversation(
             ``add_generation_prompt`` is set and the last message is not the prompter's.
     """
     normalized = normalize_messages(messages, system=system, conversation_id=conversation_id)
-    text = "".join(render_message(m, chat_format=chat_format) for m in normalized)
+    text = chat_format.prefix + "".join(render_message(m, chat_format=chat_format) for m in normalized)
     if not add_generation_prompt:
         return text
     if normalized[-1]["role"] != PROMPTER:  # else two assistant turns in a row

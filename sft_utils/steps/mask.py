@@ -15,6 +15,12 @@ the marker and ``<|endoftext|>`` ids are put around it. So only markers that the
 become role ids; a user who writes ``<|assistant|>`` gets plain-text tokens. For text without such
 literals the ids equal ``tokenizer(format_conversation(messages))`` exactly (a test checks it),
 because the special tokens already cut the string at every message boundary.
+
+A format whose header goes on with text after its marker (ChatML's ``<|im_start|>assistant\\n``) is built the
+same way, piece by piece: prefix, header, text, end of message, footer, each tokenized apart, so that no token
+spans a header and a text. A header's ids are those it has in front of a text that starts with a visible
+character (see :mod:`sft_utils.chat_format`); a text that starts with whitespace may tokenize differently
+in one rendered string, where the tokenizer's pre-split looks across the boundary.
 """
 
 from __future__ import annotations
@@ -70,20 +76,22 @@ def tokenize_conversation(
         max_length: keep the first ``max_length`` tokens (right truncation; the policy is below).
         system: optional system prompt, as in :func:`sft_utils.format_conversation`.
         conversation_id: named in errors and warnings.
-        chat_format: markers, end token and which parts of a reply are trained (:mod:`sft_utils.chat_format`;
-            the tokenizer must hold its tokens: ``load_tokenizer(chat_format=…)``).
+        chat_format: prefix, headers, end token, footer and which parts of a reply are trained
+            (:mod:`sft_utils.chat_format`; the tokenizer must hold its tokens: ``load_tokenizer(chat_format=…)``).
 
     Returns:
         dict of Python lists, all of length T (tokens):
         ``input_ids`` (int), ``attention_mask`` (int, all 1), ``message_indices`` (int, index into the
-        normalised messages, the system message counting as message 0 when present) and
-        ``label_mask`` (bool, True on assistant tokens).
+        normalised messages, the system message counting as message 0 when present, and the format's prefix
+        as message 0's) and ``label_mask`` (bool, True on the tokens of each reply that the format trains).
 
     Raises:
         ConversationError: invalid messages (see ``normalize_messages``), or a conversation with no
             assistant message (nothing to train; a prompt for generation goes to
             :func:`generation_prompt_ids`).
-        ValueError: ``max_length`` not an int >= 1, or a tokenizer without the role tokens.
+        ValueError: ``max_length`` not an int >= 1; a tokenizer without one of the format's tokens (naming the
+            conversation, the message that needs it, the token and the ``load_tokenizer`` call); a format whose
+            header would share a token with the text after it.
 
     Truncation policy (``max_length``): the first ``max_length`` tokens are kept, whatever they are.
     Whole leading messages survive; the message that straddles the cut keeps its head; later messages
@@ -100,7 +108,7 @@ def tokenize_conversation(
     normalized = require_reply(
         normalize_messages(messages, system=system, conversation_id=conversation_id), conversation_id
     )
-    input_ids, message_indices, label_mask = _message_ids(normalized, tokenizer, chat_format)
+    input_ids, message_indices, label_mask = _message_ids(normalized, tokenizer, chat_format, conversation_id)
 
     if max_length is not None and len(input_ids) > max_length:
         input_ids, message_indices, label_mask = (x[:max_length] for x in (input_ids, message_indices, label_mask))
@@ -115,35 +123,96 @@ def tokenize_conversation(
     }
 
 
-def _message_ids(normalized: list[dict], tokenizer, chat_format: ChatFormat) -> tuple[list, list, list]:
-    """(input_ids, message_indices, label_mask) of validated messages, built message by message."""
-    marker_ids = {role: token_id(tokenizer, marker) for role, marker in chat_format.role_markers.items()}
-    end_id = token_id(tokenizer, chat_format.end_of_message)
+def _message_ids(
+    normalized: list[dict], tokenizer, chat_format: ChatFormat, conversation_id=None
+) -> tuple[list, list, list]:
+    """(input_ids, message_indices, label_mask) of validated messages, built piece by piece: the format's
+    prefix (message 0's, untrained), then per message its header, text, end of message and footer."""
     # One batched call for all texts; split_special_tokens keeps a typed marker as plain text.
     texts_ids = tokenizer([m["text"] for m in normalized], add_special_tokens=False, split_special_tokens=True)[
         "input_ids"
     ]
-
-    input_ids, message_indices, label_mask = [], [], []
+    input_ids = written_ids(tokenizer, chat_format, chat_format.prefix, where=conversation_name(conversation_id))
+    message_indices, label_mask = [0] * len(input_ids), [False] * len(input_ids)
+    headers, closing = {}, None  # looked up when a message first needs them, so that errors name it
     for index, (message, text_ids) in enumerate(zip(normalized, texts_ids)):
-        ids = [marker_ids[message["role"]], *text_ids, end_id]
+        role, where = message["role"], conversation_name(conversation_id, index)
+        if role not in headers:
+            headers[role] = header_ids(tokenizer, chat_format, role, where=where)
+        if closing is None:
+            end = token_id(tokenizer, chat_format.end_of_message, chat_format=chat_format, where=where)
+            closing = [end, *written_ids(tokenizer, chat_format, chat_format.footer, where=where)]
+        ids = [*headers[role], *text_ids, *closing]
         input_ids += ids
         message_indices += [index] * len(ids)
-        is_reply = message["role"] == ASSISTANT
-        label_mask += chat_format.reply_mask(len(text_ids)) if is_reply else [False] * len(ids)
+        if role == ASSISTANT:
+            label_mask += chat_format.reply_mask(len(text_ids), len(headers[role]), len(closing) - 1)
+        else:
+            label_mask += [False] * len(ids)
     return input_ids, message_indices, label_mask
+
+
+# Follows a header when its ids are looked up: a visible character that starts a pre-token of its own after
+# whitespace or a special token, as a message's first character does.
+_TEXT_START = "x"
+
+
+def header_ids(tokenizer, chat_format: ChatFormat, role: str, *, where: str = "conversation") -> list[int]:
+    """Token ids of ``role``'s header (``chat_format.marker(role)``), as it tokenizes in front of a message's text.
+
+    A header that is one special token (Open-Assistant's) is that token's id. Otherwise the header is tokenized
+    followed by a visible character, which is then dropped: the header's ids inside any rendered conversation
+    whose text starts with a visible character (on Pythia's BPE, Llama 3's ``\\n\\n`` there is 187 187, where
+    alone it would be 535). Raises ValueError, naming ``where``, for a special token of the format that the
+    tokenizer lacks, or a header whose last characters the tokenizer joins with a text's first into one token
+    (a header that ends in a letter or a space).
+    """
+    header = chat_format.marker(role)
+    if header in chat_format.special_tokens:
+        return written_ids(tokenizer, chat_format, header, where=where)
+    check_special_tokens(tokenizer, chat_format, header, where=where)
+    encoding = tokenizer(header + _TEXT_START, add_special_tokens=False, return_offsets_mapping=True)
+    if tuple(encoding["offset_mapping"][-1]) != (len(header), len(header) + 1):
+        raise ValueError(
+            f"{where}: chat format {chat_format.name!r}: its {role} header {header!r} would share a token with the "
+            "text after it; end a header with a special token or a newline"
+        )
+    return encoding["input_ids"][:-1]
+
+
+def written_ids(tokenizer, chat_format: ChatFormat, written: str, *, where: str = "conversation") -> list[int]:
+    """Token ids of a string the format writes before or after a text (prefix, footer, a one-token header),
+    tokenized alone: its special tokens by their ids, the text between them as the tokenizer splits it. Raises
+    ValueError as :func:`check_special_tokens`."""
+    if not written:
+        return []
+    check_special_tokens(tokenizer, chat_format, written, where=where)
+    if written in chat_format.special_tokens:
+        return [token_id(tokenizer, written)]
+    return tokenizer(written, add_special_tokens=False)["input_ids"]
+
+
+def check_special_tokens(tokenizer, chat_format: ChatFormat, written: str, *, where: str) -> None:
+    """Raise ValueError, naming ``where``, the token and the ``load_tokenizer`` call, when ``written`` holds one of
+    the format's special tokens that the tokenizer lacks (it would silently become text)."""
+    for piece in chat_format.pieces(written):
+        if piece in chat_format.special_tokens:
+            token_id(tokenizer, piece, chat_format=chat_format, where=where)
 
 
 def generation_prompt_ids(
     messages, tokenizer, *, system: str | None = None, conversation_id=None, chat_format: ChatFormat = OPEN_ASSISTANT
 ) -> list[int]:
-    """Token ids of a prompt for generation: the conversation's ids, then ``<|assistant|>`` (50280).
+    """Token ids of a prompt for generation: the conversation's ids, then the assistant's header
+    (``<|assistant|>``, 50280; ChatML's ``<|im_start|>assistant\\n``, 4 tokens, see :func:`header_ids`).
 
     Introduced in notebook 08_finetune_pythia. Built like :func:`tokenize_conversation`, so a marker typed
     in the text stays text (``tokenizer(format_conversation(…, add_generation_prompt=True))`` would turn
-    it into a role token). Returns a list of int of length T + 1.
+    it into a role token), and the header has the ids a reply's header has in training. Returns a list of int
+    of length T + H (H = 1 in Open-Assistant's format).
 
-    Raises ConversationError when the last message is not the prompter's (see ``normalize_messages``).
+    Raises ConversationError when the last message is not the prompter's (see ``normalize_messages``), and
+    ValueError as :func:`tokenize_conversation` for a tokenizer without the format's tokens.
     """
     normalized = normalize_messages(messages, system=system, conversation_id=conversation_id)
     if normalized[-1]["role"] != PROMPTER:
@@ -151,17 +220,20 @@ def generation_prompt_ids(
             f"{conversation_name(conversation_id)}: a generation prompt must end with the prompter, not the "
             f"{normalized[-1]['role']}"
         )
-    ids = _message_ids(normalized, tokenizer, chat_format)[0]
-    return ids + [token_id(tokenizer, chat_format.marker(ASSISTANT))]
+    ids = _message_ids(normalized, tokenizer, chat_format, conversation_id)[0]
+    return ids + header_ids(tokenizer, chat_format, ASSISTANT, where=conversation_name(conversation_id))
 
 
-def token_id(tokenizer, token: str) -> int:
-    """The id of ``token``; ValueError when the tokenizer lacks it (load it with ``sft_utils.load_tokenizer``)."""
+def token_id(tokenizer, token: str, *, chat_format: ChatFormat | None = None, where: str | None = None) -> int:
+    """The id of ``token``; ValueError when the tokenizer lacks it (load it with ``sft_utils.load_tokenizer``),
+    naming ``where`` (a conversation and message) and the call for ``chat_format`` when given."""
     token_id = tokenizer.convert_tokens_to_ids(token)
     # An unknown token maps to the unk id (0, which is also <|endoftext|> in Pythia).
     if token_id is None or (token_id == tokenizer.unk_token_id and token != tokenizer.unk_token):
-        raise ValueError(
-            f"tokenizer has no {token!r} token; load it with sft_utils.load_tokenizer(chat_format=…) "
-            "for the chat format you use"
-        )
+        place = f"{where}: " if where else ""
+        if chat_format is None:
+            hint = "sft_utils.load_tokenizer(chat_format=…) for the chat format you use"
+        else:
+            hint = f"{chat_format.load_hint()} (chat format {chat_format.name!r})"
+        raise ValueError(f"{place}tokenizer has no {token!r} token; load it with {hint}")
     return token_id

@@ -7,7 +7,8 @@ cannot say which tokens are the assistant's. Rendering works with every template
 2. each rendering must start with the one before it (the template is *prefix-stable*); a template that
    rewrites earlier messages when a later one arrives (some do, for system prompts or date lines) is refused;
 3. an assistant reply is what its message adds after the generation prompt (the header that opens a reply,
-   ``add_generation_prompt=True``), or, with ``include_header=True``, after the previous messages;
+   ``add_generation_prompt=True``), or, with ``include_header=True``, after the previous messages, less a
+   ``footer`` the template writes after every message's end token (ChatML's newline), when one is named;
 4. the full rendering is tokenized once, and a token is trained when its first character lies in a reply.
 
 Like ``apply_chat_template``, this tokenizes the rendered text, so a marker typed inside a message becomes a
@@ -25,14 +26,19 @@ def _render(tokenizer, messages, chat_template, generation_prompt: bool = False)
     )
 
 
-def reply_spans(messages, tokenizer, *, chat_template=None, include_header: bool = False, conversation_id=None):
+def reply_spans(
+    messages, tokenizer, *, chat_template=None, include_header: bool = False, footer: str = "", conversation_id=None
+):
     """(full rendering, [(start, end) character span of each assistant reply]) of ``messages`` (the ecosystem's
-    ``{"role", "content"}`` form) under ``chat_template`` (default: the tokenizer's own).
+    ``{"role", "content"}`` form) under ``chat_template`` (default: the tokenizer's own); ``footer`` (a str) is
+    left out of the end of each reply.
 
     Raises ConversationError naming the conversation and the message whose arrival changes how the earlier
-    messages render (the template is not prefix-stable), or whose reply does not start with the generation
-    prompt.
+    messages render (the template is not prefix-stable), whose reply does not start with the generation
+    prompt, or does not end with ``footer``; TypeError for a ``footer`` that is not a str.
     """
+    if not isinstance(footer, str):
+        raise TypeError(f"footer must be a str ('' for none), got {type(footer).__name__}")
     spans, previous = [], ""
     for k in range(1, len(messages) + 1):
         text = _render(tokenizer, messages[:k], chat_template)
@@ -49,22 +55,32 @@ def reply_spans(messages, tokenizer, *, chat_template=None, include_header: bool
                 if not text.startswith(prompt):
                     raise ConversationError(f"{where}: the reply does not start with the template's generation prompt")
                 start = len(prompt)
-            spans.append((start, len(text)))
+            if not text.endswith(footer) or len(text) - len(footer) < start:
+                raise ConversationError(f"{where}: the reply does not end with the footer {footer!r}")
+            spans.append((start, len(text) - len(footer)))
         previous = text
     return previous, spans
 
 
-def mask_from_template(messages, tokenizer, *, chat_template=None, include_header: bool = False, conversation_id=None):
+def mask_from_template(
+    messages, tokenizer, *, chat_template=None, include_header: bool = False, footer: str = "", conversation_id=None
+):
     """``input_ids`` and ``label_mask`` (lists, one per token) of ``messages`` rendered by a chat template, the mask
     found by :func:`reply_spans`: True on each reply's tokens (and on its header with ``include_header=True``),
-    its closing end token included when the template writes it inside the reply.
+    its closing end token included when the template writes it inside the reply, the ``footer`` after it not
+    (``chat_format.footer`` of a format that does not train it: ChatML's ``"\\n"``).
 
     Equal to ``apply_chat_template(…, return_assistant_tokens_mask=True)`` for a template whose
     ``{% generation %}`` block holds exactly the reply after its header (``include_header=False``) or the
-    header too (``include_header=True``). Raises ConversationError as :func:`reply_spans`.
+    header too (``include_header=True``), up to the footer. Raises ConversationError as :func:`reply_spans`.
     """
     text, spans = reply_spans(
-        messages, tokenizer, chat_template=chat_template, include_header=include_header, conversation_id=conversation_id
+        messages,
+        tokenizer,
+        chat_template=chat_template,
+        include_header=include_header,
+        footer=footer,
+        conversation_id=conversation_id,
     )
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     label_mask = [any(s <= start < e for s, e in spans) for start, _ in encoding["offset_mapping"]]

@@ -111,6 +111,9 @@ def load_tokenizer(name_or_path=DEFAULT_TOKENIZER, *, verbose: bool = True, chat
         ``pad`` = ``<|padding|>`` (1), and ``tokenizer.chat_template`` set to Open-Assistant's format
         with ``{% generation %}`` blocks, so ``apply_chat_template(…, return_assistant_tokens_mask=True)``
         gives ``tokenize_conversation``'s ids and ``label_mask``. ``tokenizer.sft_source`` says where it came from.
+        With ``chat_format=sft_utils.CHATML``: 50279 tokens, ``<|im_start|>`` 50277, ``<|im_end|>`` 50278; with
+        ``sft_utils.LLAMA3``: 50281 tokens, ``<|begin_of_text|>`` 50277 to ``<|eot_id|>`` 50280 (the format's
+        ``added_tokens`` in order); eos and pad as above, and that format's chat template.
 
     Order of sources: a local folder; the hub when reachable (see :func:`sft_utils.models.hub.hub_is_reachable`);
     the hub cache; the offline copy built by ``python -m sft_utils.assets``.

@@ -12,6 +12,8 @@ is exactly the ``"labels"`` convention of ``AssistantOnlyCollator``. Where they 
   data set (a ``dataset.filter``; only its progress bar says so, no count); sft_utils warns naming it,
   and ``tokenize_conversations(…, drop_untrained=True)`` drops it and lists it in its report;
 * no assistant message at all: TRL raises RuntimeError, sft_utils ConversationError.
+
+The same comparison for ChatML and Llama 3, on every course and shared conversation: test_formats.py.
 """
 
 import copy

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import sft_utils
-from sft_utils import OPEN_ASSISTANT
+from sft_utils.chat_format import COURSE_FORMATS
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "sft_utils"
@@ -62,7 +62,7 @@ def _code_strings(tree):
             yield node
 
 
-TOKENS = set(OPEN_ASSISTANT.added_tokens) | {OPEN_ASSISTANT.end_of_message, OPEN_ASSISTANT.pad_token}
+TOKENS = {token for chat_format in COURSE_FORMATS.values() for token in chat_format.special_tokens}
 
 
 def marker_literals(source: str) -> list:
