@@ -126,3 +126,10 @@ OPEN_ASSISTANT = ChatFormat(
     pad_token=PYTHIA_PAD_TOKEN,
     template="open_assistant.jinja",
 )
+
+
+def check_chat_format(chat_format) -> ChatFormat:
+    """``chat_format`` unchanged; TypeError unless it is a :class:`ChatFormat` (a format's name is not one)."""
+    if not isinstance(chat_format, ChatFormat):
+        raise TypeError(f"chat_format must be a ChatFormat (e.g. sft_utils.OPEN_ASSISTANT), got {chat_format!r:.60}")
+    return chat_format

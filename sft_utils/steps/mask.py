@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import warnings
 
-from ..chat_format import ASSISTANT, OPEN_ASSISTANT, PROMPTER, ChatFormat
+from ..chat_format import ASSISTANT, OPEN_ASSISTANT, PROMPTER, ChatFormat, check_chat_format
 from .format import ConversationError, conversation_name, normalize_messages
+from .tokenize import check_tokenizer
 
 
 def require_reply(normalized: list[dict], conversation_id=None) -> list[dict]:
@@ -84,6 +85,9 @@ def tokenize_conversation(
             assistant message (nothing to train; a prompt for generation goes to
             :func:`generation_prompt_ids`).
         ValueError: ``max_length`` not an int >= 1, or a tokenizer without the role tokens.
+        TypeError: a ``tokenizer`` that is not a tokenizer object (a name: load it first), or a ``chat_format``
+            that is not a ChatFormat. Messages of the wrong kind raise ConversationTypeError, a ConversationError
+            that is also a TypeError.
 
     Truncation policy (``max_length``): the first ``max_length`` tokens are kept, whatever they are.
     Whole leading messages survive; the message that straddles the cut keeps its head; later messages
@@ -97,6 +101,8 @@ def tokenize_conversation(
     form of each text (``"e\u0301"`` comes back as ``"é"``); the mask is unaffected.
     """
     check_max_length(max_length)
+    check_tokenizer(tokenizer)
+    check_chat_format(chat_format)
     normalized = require_reply(
         normalize_messages(messages, system=system, conversation_id=conversation_id), conversation_id
     )
@@ -143,8 +149,11 @@ def generation_prompt_ids(
     in the text stays text (``tokenizer(format_conversation(…, add_generation_prompt=True))`` would turn
     it into a role token). Returns a list of int of length T + 1.
 
-    Raises ConversationError when the last message is not the prompter's (see ``normalize_messages``).
+    Raises ConversationError when the last message is not the prompter's (see ``normalize_messages``), TypeError
+    for a ``tokenizer`` or ``chat_format`` of the wrong kind (as :func:`tokenize_conversation`).
     """
+    check_tokenizer(tokenizer)
+    check_chat_format(chat_format)
     normalized = normalize_messages(messages, system=system, conversation_id=conversation_id)
     if normalized[-1]["role"] != PROMPTER:
         raise ConversationError(

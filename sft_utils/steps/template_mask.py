@@ -16,7 +16,8 @@ special token (``tokenize_conversation`` keeps it as text).
 
 from __future__ import annotations
 
-from .format import ConversationError, conversation_name
+from .format import ConversationError, ConversationTypeError, check_message_list, conversation_name
+from .tokenize import check_tokenizer
 
 
 def _render(tokenizer, messages, chat_template, generation_prompt: bool = False) -> str:
@@ -25,14 +26,35 @@ def _render(tokenizer, messages, chat_template, generation_prompt: bool = False)
     )
 
 
+def check_template_messages(messages, conversation_id=None) -> None:
+    """Raise unless ``messages`` is a non-empty list of ``{"role": str, "content": str}`` dicts (the form chat
+    templates read): ConversationTypeError (also a TypeError) for the wrong kind, ConversationError for a missing
+    key, each naming the conversation and the message."""
+    check_message_list(messages, conversation_id)
+    if not messages:
+        raise ConversationError(f"{conversation_name(conversation_id)}: no messages")
+    for i, message in enumerate(messages):
+        where = conversation_name(conversation_id, i)
+        if "role" not in message or "content" not in message:
+            raise ConversationError(
+                f"{where}: expected 'role' and 'content' (the form chat templates read), got keys {sorted(message)}"
+            )
+        for key in ("role", "content"):
+            if not isinstance(message[key], str):
+                raise ConversationTypeError(f"{where}: {key} must be a str, got {type(message[key]).__name__}")
+
+
 def reply_spans(messages, tokenizer, *, chat_template=None, include_header: bool = False, conversation_id=None):
     """(full rendering, [(start, end) character span of each assistant reply]) of ``messages`` (the ecosystem's
     ``{"role", "content"}`` form) under ``chat_template`` (default: the tokenizer's own).
 
     Raises ConversationError naming the conversation and the message whose arrival changes how the earlier
     messages render (the template is not prefix-stable), or whose reply does not start with the generation
-    prompt.
+    prompt; raises as :func:`check_template_messages` for messages of the wrong kind, and TypeError for a
+    ``tokenizer`` that is not a tokenizer object.
     """
+    check_template_messages(messages, conversation_id)
+    check_tokenizer(tokenizer)
     spans, previous = [], ""
     for k in range(1, len(messages) + 1):
         text = _render(tokenizer, messages[:k], chat_template)
@@ -61,7 +83,7 @@ def mask_from_template(messages, tokenizer, *, chat_template=None, include_heade
 
     Equal to ``apply_chat_template(…, return_assistant_tokens_mask=True)`` for a template whose
     ``{% generation %}`` block holds exactly the reply after its header (``include_header=False``) or the
-    header too (``include_header=True``). Raises ConversationError as :func:`reply_spans`.
+    header too (``include_header=True``). Raises as :func:`reply_spans`.
     """
     text, spans = reply_spans(
         messages, tokenizer, chat_template=chat_template, include_header=include_header, conversation_id=conversation_id
