@@ -52,7 +52,8 @@ def _flat_values(value: Sequence, key: str, where: str) -> None:
                 f"{where}: {key} must be flat, one value per token; got a nested {describe(value)} "
                 "(one example is flat lists; several go to a collator as a list of dicts)"
             )
-        raise TypeError(f"{where}: {key} must hold ints, got {type(item).__name__} {item!r:.20} at position {position}")
+        shown = describe(item) if isinstance(item, Mapping) else f"{type(item).__name__} {item!r:.20}"
+        raise TypeError(f"{where}: {key} must hold ints, got {shown} at position {position}")
 
 
 def column(value, key: str, where: str = "example") -> torch.Tensor:
