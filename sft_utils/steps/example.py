@@ -66,15 +66,21 @@ def column(value, key: str, where: str = "example") -> torch.Tensor:
     if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray, torch.Tensor)):
         raise TypeError(f"{where}: {key} must be a list of ints (one per token), got {describe(value)}")
     if isinstance(value, Sequence):
-        _flat_values(value, key, where)
-        tensor = torch.tensor(list(value), dtype=torch.long)
+        try:  # numpy infers the kind in C (int, bool, float, str, 2-d for nested lists), 5x faster than torch
+            array = np.asarray(value) if len(value) else np.zeros(0, dtype=np.int64)
+        except ValueError:  # ragged nested lists
+            array = None
+        if array is None or array.ndim != 1 or array.dtype.kind not in "iub":
+            _flat_values(value, key, where)  # raises, naming the item that is not an int
+            array = np.asarray(value, dtype=np.int64)  # ints numpy did not recognise (0-d tensors, say)
+        tensor = torch.from_numpy(array)
     else:
         tensor = torch.as_tensor(value)
-        if tensor.dim() != 1:
-            raise ValueError(f"{where}: {key} must be 1-d (one example's tokens), got {describe(value)}")
-        if tensor.is_floating_point() or tensor.is_complex():
-            raise TypeError(f"{where}: {key} must hold ints, got dtype {tensor.dtype}")
-        tensor = tensor.long()
+    if tensor.dim() != 1:
+        raise ValueError(f"{where}: {key} must be 1-d (one example's tokens), got {describe(value)}")
+    if tensor.is_floating_point() or tensor.is_complex():
+        raise TypeError(f"{where}: {key} must hold ints, got dtype {tensor.dtype}")
+    tensor = tensor.long()
     if key in MASK_COLUMNS and not ((tensor == 0) | (tensor == 1)).all():
         raise ValueError(f"{where}: {key} must hold only 0 and 1 (or bools), got {sorted(set(tensor.tolist()))[:5]}")
     if key == "input_ids" and tensor.numel() and tensor.min() < 0:
