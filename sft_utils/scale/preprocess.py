@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -89,7 +89,8 @@ def tokenize_packed(
             assistant message (as ``tokenize_conversation``), named by its id.
         ValueError: a bad ``max_length``, ``conversation_ids`` of another length than ``conversations``, or a
             tokenizer without the role tokens.
-        TypeError: a slow tokenizer, or one that is not a tokenizer object; ``conversations`` that are one
+        TypeError: a slow tokenizer, or one that is not a tokenizer object; ``conversation_ids`` that are not a
+            list (a str); ``conversations`` that are one
             conversation (its messages, or a dict), a str or None; a ``chat_format`` that is not a ChatFormat.
     """
     check_max_length(max_length)
@@ -98,6 +99,8 @@ def tokenize_packed(
     check_chat_format(chat_format)
     if conversation_ids is None:
         conversation_ids = range(len(conversations))
+    elif isinstance(conversation_ids, (str, bytes)) or not isinstance(conversation_ids, (Sequence, np.ndarray)):
+        raise TypeError(f"conversation_ids must be a list, one id per conversation, got {describe(conversation_ids)}")
     elif len(conversation_ids) != len(conversations):  # zip would silently drop the conversations past the ids
         raise ValueError(f"{len(conversation_ids)} conversation_ids for {len(conversations)} conversations")
     normalized = [

@@ -74,6 +74,8 @@ def column(value, key: str, where: str = "example") -> torch.Tensor:
             _flat_values(value, key, where)  # raises, naming the item that is not an int
             array = np.asarray(value, dtype=np.int64)  # ints numpy did not recognise (0-d tensors, say)
         tensor = torch.from_numpy(array)
+    elif isinstance(value, np.ndarray) and value.dtype.kind not in "iubf":  # strings, objects: torch cannot read them
+        raise TypeError(f"{where}: {key} must hold ints, got {describe(value)} of dtype {value.dtype}")
     else:
         tensor = torch.as_tensor(value)
     if tensor.dim() != 1:

@@ -165,7 +165,11 @@ def generation_prompt_ids(
 
 
 def token_id(tokenizer, token: str) -> int:
-    """The id of ``token``; ValueError when the tokenizer lacks it (load it with ``sft_utils.load_tokenizer``)."""
+    """The id of ``token``; ValueError when the tokenizer lacks it (load it with ``sft_utils.load_tokenizer``),
+    TypeError for a ``tokenizer`` that is not a tokenizer object or a ``token`` that is not a str."""
+    check_tokenizer(tokenizer)
+    if not isinstance(token, str):
+        raise TypeError(f"token must be a str such as a role marker, got {type(token).__name__}")
     token_id = tokenizer.convert_tokens_to_ids(token)
     # An unknown token maps to the unk id (0, which is also <|endoftext|> in Pythia).
     if token_id is None or (token_id == tokenizer.unk_token_id and token != tokenizer.unk_token):

@@ -59,7 +59,8 @@ _KINDS = {torch.Tensor: "tensors", np.ndarray: "numpy arrays", list: "lists", tu
 
 
 def _kind(value, key: str) -> str:
-    """ "tensors", "numpy arrays" or "lists"; TypeError for any other column (a str, None, a number)."""
+    """The kind of a column, ``"tensors"``, ``"numpy arrays"`` or ``"lists"``; TypeError for any other (a str,
+    None, a number)."""
     kind = next((name for cls, name in _KINDS.items() if isinstance(value, cls)), None)
     if kind is None:
         raise TypeError(f"example: {key} must be a list, a numpy array or a tensor, got {describe(value)}")
@@ -68,7 +69,10 @@ def _kind(value, key: str) -> str:
 
 def _check_array(value, key: str) -> None:
     """A tensor or numpy column of one example ``[T]`` or a batch ``[B, T]``: its rank and the kind of its values."""
-    tensor = torch.as_tensor(value)
+    try:
+        tensor = torch.as_tensor(value)
+    except TypeError:  # a numpy array of objects or strings
+        raise TypeError(f"example: {key} must hold ints, got {describe(value)} of dtype {value.dtype}") from None
     if tensor.dim() not in (1, 2):
         raise ValueError(f"example: {key} must be [T] (one example) or [batch, T] (a batch), got {describe(value)}")
     if key == "input_ids" and (tensor.is_floating_point() or tensor.is_complex()):

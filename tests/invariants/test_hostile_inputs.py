@@ -40,6 +40,7 @@ from sft_utils.scale.memory import peak_memory
 from sft_utils.scale.packing import additive_mask, block_causal_mask, group_by_length
 from sft_utils.scale.preprocess import encode_texts, examples_from_packed, preprocess_dataset, tokenize_packed
 from sft_utils.steps.format import ASSISTANT, normalize_messages
+from sft_utils.steps.mask import token_id
 from sft_utils.steps.project import logits_nbytes
 from sft_utils.steps.template_mask import mask_from_template
 from sft_utils.steps.tokenize import add_role_tokens
@@ -56,6 +57,7 @@ from sft_utils.viz import (
     token_strings,
 )
 from sft_utils.viz.curves import plot_loss_curves
+from sft_utils.viz.palette import loss_color, loss_colorbar_html
 
 HELLO = [{"role": "prompter", "text": "Hello, how are you?"}, {"role": "assistant", "text": "I am fine."}]
 MEMO_HELLO = HELLO + [
@@ -909,6 +911,15 @@ def test_render_message_needs_a_normalised_message(message, error, expected):
         (lambda tok: plot_loss_curves({"step": [1]}), TypeError, r"got one history; pass \{'run': history\}"),
         (lambda tok: plot_loss_curves({"run": {"step": [1]}}), ValueError, "history 'run' has no eval_step"),
         (lambda tok: parse_typed_conversation(SHORT), TypeError, "text must be the str typed in the text box"),
+        (
+            lambda tok: tokenize_packed([SHORT], tok, conversation_ids="c"),
+            TypeError,
+            "conversation_ids must be a list, one id per conversation, got str 'c'",
+        ),
+        (lambda tok: token_id("EleutherAI/pythia-70m", "<|prompter|>"), TypeError, "load it first"),
+        (lambda tok: token_id(tok, 50279), TypeError, "token must be a str such as a role marker, got int"),
+        (lambda tok: loss_color("2.5"), TypeError, "value must be a number"),
+        (lambda tok: loss_colorbar_html(None), TypeError, "vmax must be a number .*got NoneType"),
     ],
     ids=[
         "dataset-empty",
@@ -936,6 +947,11 @@ def test_render_message_needs_a_normalised_message(message, error, expected):
         "curves-one-history",
         "curves-missing-keys",
         "typed-a-list",
+        "packed-str-ids",
+        "token-id-a-tokenizers-name",
+        "token-id-an-id",
+        "loss-colour-a-str",
+        "colour-bar-none",
     ],
 )
 def test_data_set_and_loss_routes_refuse_input_of_the_wrong_kind(tokenizer, call, error, message):
