@@ -241,3 +241,10 @@ LLAMA3 = ChatFormat(
 
 #: The course's formats by the name ``sft_utils`` exports them under.
 COURSE_FORMATS = MappingProxyType({"OPEN_ASSISTANT": OPEN_ASSISTANT, "CHATML": CHATML, "LLAMA3": LLAMA3})
+
+
+def check_chat_format(chat_format) -> ChatFormat:
+    """``chat_format`` unchanged; TypeError unless it is a :class:`ChatFormat` (a format's name is not one)."""
+    if not isinstance(chat_format, ChatFormat):
+        raise TypeError(f"chat_format must be a ChatFormat (e.g. sft_utils.OPEN_ASSISTANT), got {chat_format!r:.60}")
+    return chat_format

@@ -31,9 +31,18 @@ def peak_memory(fn, device="cpu") -> tuple[int, object]:
     """Run ``fn()`` once; return (peak bytes of tensors it allocated above what was live before, its result).
 
     ``device``: ``"cpu"`` (every allocation and free that PyTorch's profiler records with
-    ``profile_memory=True``) or a CUDA device (``torch.cuda.max_memory_allocated``).
+    ``profile_memory=True``) or a CUDA device (``torch.cuda.max_memory_allocated``). Raises TypeError when ``fn``
+    is not callable (a result where a function goes: pass ``lambda: …``), ValueError for another device.
     """
-    device = torch.device(device)
+    if not callable(fn):
+        raise TypeError(f"fn must be a function to run, got {type(fn).__name__}; wrap the code as lambda: …")
+    given = device
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or a CUDA device such as 'cuda:0', got {given!r}")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)

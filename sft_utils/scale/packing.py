@@ -20,7 +20,13 @@ losses (tests check it against separate forward passes of a GPT-NeoX).
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Iterable, Mapping
+
 import torch
+
+from ..steps.example import check_examples, check_pad_token_id, describe
+from ..steps.mask import check_max_length
 
 PADDING_SEGMENT = -1  # segment id of the padding after the last conversation of a row
 
@@ -36,22 +42,18 @@ def pack_examples(examples: list[dict]) -> dict:
         conversation) and ``segment_ids`` (int, the index of the conversation in ``examples``).
 
     Raises:
-        ValueError: no examples, an example that is not a dict with ``input_ids`` and ``label_mask``, or one
-            whose ``input_ids`` and ``label_mask`` are empty or differ in length.
+        ValueError: no examples, an example without ``input_ids`` or ``label_mask``, or one whose columns are empty,
+            nested or differ in length (naming its index).
+        TypeError: one example (a dict) where the list goes, an item that is not a dict, or a column that is not a
+            list of ints (as :func:`sft_utils.steps.example.check_example`).
     """
-    if not examples:
+    if isinstance(examples, (list, tuple)) and not examples:
         raise ValueError("cannot pack an empty list of examples")
     row = {"input_ids": [], "label_mask": [], "position_ids": [], "segment_ids": []}
-    for segment, example in enumerate(examples):
-        if not isinstance(example, dict) or not {"input_ids", "label_mask"} <= example.keys():
-            raise ValueError(
-                f"example {segment}: expected a dict with 'input_ids' and 'label_mask', got {example!r:.80}"
-            )
-        n = len(example["input_ids"])
-        if len(example["label_mask"]) != n or n == 0:
-            raise ValueError(f"example {segment}: input_ids and label_mask must be non-empty and of one length")
-        row["input_ids"] += list(example["input_ids"])
-        row["label_mask"] += [bool(x) for x in example["label_mask"]]
+    for segment, columns in enumerate(check_examples(examples, unpadded=True)):
+        n = len(columns["input_ids"])
+        row["input_ids"] += columns["input_ids"].tolist()
+        row["label_mask"] += columns["label_mask"].tolist()
         row["position_ids"] += list(range(n))
         row["segment_ids"] += [segment] * n
     return row
@@ -61,8 +63,24 @@ def group_by_length(lengths: list[int], max_length: int) -> list[list[int]]:
     """Greedy, in order: indices of examples for each packed row of at most ``max_length`` tokens.
 
     ``[5, 4, 3, 7]`` with ``max_length=9`` -> ``[[0, 1], [2], [3]]`` (a new row when the next example
-    does not fit). Raises ValueError for an example longer than ``max_length`` (truncate it first).
+    does not fit). Raises ValueError for an example longer than ``max_length`` (truncate it first), a length that
+    is negative or a ``max_length`` that is not an int >= 1; TypeError for ``lengths`` that are not a list of ints
+    (examples themselves: pass their lengths, ``[len(e["input_ids"]) for e in examples]``).
     """
+    check_max_length(max_length)
+    if max_length is None:
+        raise ValueError("max_length must be an int >= 1 (tokens per row), got None")
+    if isinstance(lengths, (str, bytes, Mapping)) or not isinstance(lengths, Iterable):
+        raise TypeError(f"lengths must be a list of ints (tokens per example), got {describe(lengths)}")
+    lengths = list(lengths)
+    for index, length in enumerate(lengths):
+        if isinstance(length, bool) or not isinstance(length, numbers.Integral):
+            raise TypeError(
+                f"lengths must be a list of ints (tokens per example), got {describe(length)} at index {index}; "
+                'for examples, pass [len(e["input_ids"]) for e in examples]'
+            )
+        if length < 0:
+            raise ValueError(f"example {index} has a negative length, {length}")
     rows, current, used = [], [], 0
     for index, length in enumerate(lengths):
         if length > max_length:
@@ -76,15 +94,33 @@ def group_by_length(lengths: list[int], max_length: int) -> list[list[int]]:
 
 
 def block_causal_mask(segment_ids: torch.Tensor) -> torch.Tensor:
-    """``[B, T]`` segment ids -> bool ``[B, 1, T, T]``: True where position i may attend to j (j <= i, one segment)."""
+    """``[B, T]`` segment ids -> bool ``[B, 1, T, T]``: True where position i may attend to j (j <= i, one segment).
+
+    Raises TypeError for anything but an integer tensor, ValueError for one that is not 2-d."""
+    if not torch.is_tensor(segment_ids) or segment_ids.is_floating_point() or segment_ids.is_complex():
+        raise TypeError(f"segment_ids must be an integer tensor [B, T], got {describe(segment_ids)}")
+    if segment_ids.dim() != 2:
+        raise ValueError(f"segment_ids must be [B, T], got {describe(segment_ids)}")
     T = segment_ids.shape[-1]
     causal = torch.ones(T, T, dtype=torch.bool, device=segment_ids.device).tril()
     same = segment_ids[:, :, None] == segment_ids[:, None, :]
     return (causal & same)[:, None]
 
 
+def check_float_dtype(dtype) -> torch.dtype:
+    """``dtype`` unchanged; TypeError unless it is a floating torch dtype (an additive mask holds -inf-like values)."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch dtype (torch.float32, torch.bfloat16, …), got {dtype!r}")
+    return dtype
+
+
 def additive_mask(allowed: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A bool mask (True: may attend) -> the additive form the model adds to its attention scores."""
+    """A bool mask (True: may attend) -> the additive form the model adds to its attention scores, of ``dtype``.
+
+    Raises TypeError for a mask that is not a bool tensor, or a ``dtype`` that is not a floating torch dtype."""
+    if not torch.is_tensor(allowed) or allowed.dtype != torch.bool:
+        raise TypeError(f"allowed must be a bool tensor (True: may attend), got {describe(allowed)}")
+    check_float_dtype(dtype)
     return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
@@ -106,14 +142,18 @@ class PackedCollator:
         dtype: of the attention mask; the model's dtype when it runs in bf16/fp16 without autocast.
 
     Raises ValueError on no rows, an empty row, rows of one token only (no target after the shift), and
-    what :func:`pack_examples` raises, naming the row; TypeError for a row that is not a list of examples.
+    what :func:`pack_examples` raises, naming the row; TypeError for ``rows`` that are not a list (one example),
+    a row that is not a list of examples, a ``pad_token_id`` that is not an int or a ``dtype`` that is not a
+    floating torch dtype.
     """
 
     def __init__(self, pad_token_id: int = 1, *, dtype: torch.dtype = torch.float32):
-        self.pad_token_id = pad_token_id
-        self.dtype = dtype
+        self.pad_token_id = check_pad_token_id(pad_token_id)
+        self.dtype = check_float_dtype(dtype)
 
     def __call__(self, rows: list[list[dict]]) -> dict:
+        if not isinstance(rows, (list, tuple)):
+            raise TypeError(f"rows must be a list of rows, each a list of examples, got {describe(rows)}")
         if not rows:
             raise ValueError("cannot collate an empty list of rows")
         packed = []
@@ -124,8 +164,8 @@ class PackedCollator:
                 )
             try:
                 packed.append(pack_examples(row))
-            except ValueError as error:
-                raise ValueError(f"row {i}, {error}") from None
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"row {i}, {error}") from None
         L = max(len(p["input_ids"]) for p in packed)
         if L < 2:  # after the shift no position would be left: a [B, 0] batch that trains nothing
             raise ValueError("every row has a single token: no target to predict after the shift")

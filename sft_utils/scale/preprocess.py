@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..chat_format import ASSISTANT, OPEN_ASSISTANT, PROMPTER, SYSTEM, ChatFormat
-from ..steps.format import normalize_messages
+from ..chat_format import ASSISTANT, OPEN_ASSISTANT, PROMPTER, SYSTEM, ChatFormat, check_chat_format
+from ..steps.example import describe
+from ..steps.format import check_conversations, normalize_messages
 from ..steps.mask import check_max_length, header_ids, require_reply, token_id, warn_no_trained_target, written_ids
+from ..steps.tokenize import check_tokenizer
 
 OUTPUT_COLUMNS = ("input_ids", "attention_mask", "message_indices", "label_mask")
 _ROLES = (PROMPTER, ASSISTANT, SYSTEM)  # role -> small int code, the index in this tuple (every format's roles)
@@ -39,8 +42,14 @@ def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
 
     The same ids as ``tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]``
     (a test checks it), through the backend's batch call without the per-token offsets transformers
-    builds. Raises TypeError for a slow (Python) tokenizer, which has no batch path.
+    builds. Raises TypeError for a slow (Python) tokenizer, which has no batch path, and for ``texts`` that are not
+    a list of str (one str: pass ``[text]``).
     """
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple)):
+        raise TypeError(f"texts must be a list of str, got {describe(texts)}; for one text, pass [text]")
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts must be a list of str, got {describe(text)} at index {index}")
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise TypeError(f"{type(tokenizer).__name__} is not a fast tokenizer; load it with sft_utils.load_tokenizer()")
@@ -82,11 +91,18 @@ def tokenize_packed(
             assistant message (as ``tokenize_conversation``), named by its id.
         ValueError: a bad ``max_length``, ``conversation_ids`` of another length than ``conversations``, or a
             tokenizer without the role tokens.
-        TypeError: a slow tokenizer.
+        TypeError: a slow tokenizer, or one that is not a tokenizer object; ``conversation_ids`` that are not a
+            list (a str); ``conversations`` that are one
+            conversation (its messages, or a dict), a str or None; a ``chat_format`` that is not a ChatFormat.
     """
     check_max_length(max_length)
+    conversations = check_conversations(conversations, bare_lists=True)
+    check_tokenizer(tokenizer)
+    check_chat_format(chat_format)
     if conversation_ids is None:
         conversation_ids = range(len(conversations))
+    elif isinstance(conversation_ids, (str, bytes)) or not isinstance(conversation_ids, (Sequence, np.ndarray)):
+        raise TypeError(f"conversation_ids must be a list, one id per conversation, got {describe(conversation_ids)}")
     elif len(conversation_ids) != len(conversations):  # zip would silently drop the conversations past the ids
         raise ValueError(f"{len(conversation_ids)} conversation_ids for {len(conversations)} conversations")
     normalized = [
@@ -164,7 +180,13 @@ def _truncate(packed: dict, lengths: np.ndarray, max_length: int, conversation_i
 def examples_from_packed(packed: dict) -> list[dict]:
     """The output of :func:`tokenize_packed` as one dict of Python lists per conversation (``input_ids``,
     ``attention_mask``, ``message_indices``, ``label_mask``): what :func:`sft_utils.tokenize_conversation`
-    returns for each. Raises KeyError for a dict without ``offsets``."""
+    returns for each. Raises TypeError for anything but a dict, ValueError for one without those arrays and
+    ``offsets``."""
+    if not isinstance(packed, Mapping):
+        raise TypeError(f"packed must be the dict tokenize_packed returns, got {describe(packed)}")
+    missing = [k for k in ("offsets", "input_ids", "message_indices", "label_mask") if k not in packed]
+    if missing:
+        raise ValueError(f"packed has no {', '.join(missing)}; expected the dict tokenize_packed returns")
     if len(packed["offsets"]) == 1:  # no conversation (np.split would still return one empty piece)
         return []
     bounds = packed["offsets"][1:-1]
@@ -196,6 +218,9 @@ def _map_batch(
 
     ids = batch[id_column] if id_column in batch else [f"row {i}" for i in indices]
     conversations = [_without_none(m) if isinstance(m, list) else m for m in batch[messages_column]]
+    for messages, cid in zip(conversations, ids):
+        if not isinstance(messages, list):  # a row whose messages are one dict: named by its id, not as a batch
+            normalize_messages(messages, conversation_id=cid)
     packed = tokenize_packed(
         conversations, tokenizer, max_length=max_length, conversation_ids=ids, chat_format=chat_format
     )
@@ -247,15 +272,21 @@ def preprocess_dataset(
 
     Raises:
         ConversationError: a bad conversation, named by its id (raised from inside ``map``).
-        ValueError: a bad ``max_length``, or no ``messages_column``. TypeError: a slow tokenizer, or a
-            ``dataset`` that is neither a ``Dataset`` nor a list of dicts.
+        ValueError: a bad ``max_length``, an empty list, or no ``messages_column``. TypeError: a slow tokenizer or
+            anything but a tokenizer, a ``chat_format`` that is not a ChatFormat, or a ``dataset`` that is neither
+            a ``Dataset`` nor a list of dicts (one conversation, or the list of its messages).
     """
 
     check_max_length(max_length)
+    check_tokenizer(tokenizer)
+    check_chat_format(chat_format)
     if isinstance(dataset, (list, tuple)):
-        dataset = _from_list(list(dataset), messages_column, id_column)
+        if not dataset:
+            raise ValueError("dataset is an empty list: no conversations to preprocess")
+        dataset = _from_list(check_conversations(dataset), messages_column, id_column)
     elif not hasattr(dataset, "column_names"):
-        raise TypeError(f"dataset must be a datasets.Dataset or a list of dicts, got {type(dataset).__name__}")
+        one = "; for a single conversation, pass [conversation]" if isinstance(dataset, Mapping) else ""
+        raise TypeError(f"dataset must be a datasets.Dataset or a list of dicts, got {type(dataset).__name__}{one}")
     if messages_column not in dataset.column_names:
         raise ValueError(f"dataset has no {messages_column!r} column (columns: {dataset.column_names})")
     keep = [c for c in dataset.column_names if c in keep_columns and c not in OUTPUT_COLUMNS]

@@ -12,9 +12,10 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
-from ..chat_format import OPEN_ASSISTANT, ChatFormat
-from ..steps.format import conversation_entry, conversation_name
+from ..chat_format import OPEN_ASSISTANT, ChatFormat, check_chat_format
+from ..steps.format import check_conversations, conversation_entry, conversation_name
 from ..steps.mask import check_max_length, token_id, tokenize_conversation
+from ..steps.tokenize import check_tokenizer
 
 
 @dataclass
@@ -81,11 +82,16 @@ def tokenize_conversations(
         trained target.
 
     Raises:
-        ConversationError: an item that is not a ``{"messages": [...]}`` dict, or a conversation that
-            :func:`sft_utils.tokenize_conversation` refuses.
+        ConversationError: an item that is not a ``{"messages": [...]}`` dict (a ConversationTypeError, also a
+            TypeError), or a conversation that :func:`sft_utils.tokenize_conversation` refuses.
         ValueError: a bad ``max_length``.
+        TypeError: ``conversations`` that are one conversation (a dict, or the list of its messages), a str or
+            None; a ``tokenizer`` or ``chat_format`` of the wrong kind.
     """
     check_max_length(max_length)
+    conversations = check_conversations(conversations)
+    check_tokenizer(tokenizer)
+    check_chat_format(chat_format)
     report = TruncationReport(max_length=max_length)
     examples = []
     for index, conversation in enumerate(conversations):
@@ -146,7 +152,8 @@ def truncation_report(
     """The :class:`TruncationReport` of :func:`tokenize_conversations` alone (nothing dropped, no warning).
 
     E.g. ``print(truncation_report(conversations, tokenizer, max_length=64))`` prints
-    ``max_length=64: 13 examples, 5 truncated, 4 with a reply cut, 0 with no trained target …``.
+    ``max_length=64: 13 examples, 5 truncated, 4 with a reply cut, 0 with no trained target …``. Raises as
+    :func:`tokenize_conversations`.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

@@ -16,9 +16,9 @@ who types ``<|assistant|>`` cannot change the role of later tokens.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from ..chat_format import ASSISTANT, OPEN_ASSISTANT, PROMPTER, ROLE_ALIASES, SYSTEM, ChatFormat
+from ..chat_format import ASSISTANT, OPEN_ASSISTANT, PROMPTER, ROLE_ALIASES, SYSTEM, ChatFormat, check_chat_format
 
 # Characters that print as nothing: a text made only of these and whitespace is empty to a reader.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
@@ -34,8 +34,15 @@ class ConversationError(ValueError):
     """A conversation that cannot be formatted or masked safely.
 
     The message names the conversation (when known) and the offending message, so a bad line in a
-    10 000-line file can be found.
+    10 000-line file can be found. Input of the wrong kind (a dict where the list of messages goes, a list
+    where a message goes, a text that is not a str) raises :class:`ConversationTypeError`, which is both this
+    and a ``TypeError``.
     """
+
+
+class ConversationTypeError(ConversationError, TypeError):
+    """A conversation, a message or a text of the wrong kind: caught by ``except ConversationError`` (and so by
+    ``except ValueError``) and by ``except TypeError`` alike."""
 
 
 def conversation_name(conversation_id, index=None) -> str:
@@ -46,13 +53,67 @@ def conversation_name(conversation_id, index=None) -> str:
 
 def conversation_entry(conversation, index: int) -> tuple:
     """(name, messages) of item ``index`` of a list of conversations: its ``id`` (else its position) and its
-    ``messages``. Raises ConversationError naming the position for anything but a dict with ``messages``."""
-    if not isinstance(conversation, dict) or "messages" not in conversation:
-        raise ConversationError(
-            f"conversation {index}: expected a dict with a 'messages' list (as load_conversations returns), "
-            f"got {type(conversation).__name__}{' without messages' if isinstance(conversation, dict) else ''}"
+    ``messages``. Raises ConversationTypeError naming the position for anything but a dict with ``messages``."""
+    if not isinstance(conversation, Mapping) or "messages" not in conversation:
+        is_dict = isinstance(conversation, Mapping)
+        got = type(conversation).__name__ + (" without messages" if is_dict else "")
+        if is_dict and "role" in conversation:
+            got = "a message (a dict with 'role'); a list of conversations holds {'messages': [...]} dicts"
+        elif isinstance(conversation, (list, tuple)):
+            got += " (a bare list of messages: wrap it as {'messages': messages})"
+        raise ConversationTypeError(
+            f"conversation {index}: expected a dict with a 'messages' list (as load_conversations returns), got {got}"
         )
     return conversation.get("id", index), conversation["messages"]
+
+
+def check_conversations(conversations, *, bare_lists: bool = False) -> list:
+    """``conversations`` as a list, after checking that it is a list of conversations and not one conversation.
+
+    The items themselves are checked where they are read (:func:`conversation_entry`, :func:`normalize_messages`).
+    ``bare_lists``: the caller also takes bare message lists as conversations (the hint then says ``[messages]``).
+    Raises TypeError for a dict (one conversation), a str, None or anything not iterable, and for a list of
+    messages (one conversation's, where a list of conversations goes).
+    """
+    if isinstance(conversations, (str, bytes, Mapping)) or not isinstance(conversations, Iterable):
+        got = "one dict" if isinstance(conversations, Mapping) else type(conversations).__name__
+        raise TypeError(
+            f"conversations must be a list of conversations, got {got}; for a single one, pass [conversation]"
+        )
+    conversations = list(conversations)
+    if conversations and all(isinstance(c, Mapping) and "role" in c for c in conversations):
+        one = "[messages]" if bare_lists else "[{'messages': messages}]"
+        raise TypeError(f"conversations look like the messages of one conversation; pass {one}")
+    return conversations
+
+
+def check_message_list(messages, conversation_id=None) -> None:
+    """Raise ConversationTypeError naming the conversation (and the message) unless ``messages`` is a list of
+    dicts, saying what was given instead: a conversation dict, one message, a list of conversations."""
+    name = conversation_name(conversation_id)
+    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
+        hint = ""
+        if isinstance(messages, Mapping) and "messages" in messages:
+            hint = " (a conversation dict: pass its ['messages'])"
+        elif isinstance(messages, Mapping) and "role" in messages:
+            hint = " (one message: pass a list of messages, [message])"
+        raise ConversationTypeError(f"{name}: messages must be a list of dicts, got {type(messages).__name__}{hint}")
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            hint = (
+                " (a list of conversations? this takes one conversation's messages)"
+                if isinstance(message, (list, tuple))
+                else ""
+            )
+            raise ConversationTypeError(
+                f"{conversation_name(conversation_id, i)}: expected a dict with 'role' and 'text', got "
+                f"{type(message).__name__}{hint}"
+            )
+        if "messages" in message and "role" not in message:
+            raise ConversationTypeError(
+                f"{conversation_name(conversation_id, i)}: expected a message, got a conversation (a dict with "
+                "'messages'); this takes one conversation's messages"
+            )
 
 
 def normalize_messages(messages, *, system: str | None = None, conversation_id=None) -> list[dict]:
@@ -68,17 +129,14 @@ def normalize_messages(messages, *, system: str | None = None, conversation_id=N
     characters; a system message may only come first (and not together
     with ``system=``); after it, roles alternate prompter, assistant, prompter, … starting with the
     prompter. A conversation may end on either role (ending on the prompter is a generation prompt).
+    Input of the wrong kind (``messages`` not a list, a message not a dict, a text not a ``str``) raises
+    :class:`ConversationTypeError`, a ConversationError that is also a TypeError.
     """
-    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
-        raise ConversationError(
-            f"{conversation_name(conversation_id)}: messages must be a list of dicts, got {type(messages).__name__}"
-        )
+    check_message_list(messages, conversation_id)
     # (index named in errors, role, text); the system= argument is named "system=".
     entries: list[tuple] = [("system=", SYSTEM, system)] if system is not None else []
     for i, message in enumerate(messages):
         where = conversation_name(conversation_id, i)
-        if not isinstance(message, Mapping):
-            raise ConversationError(f"{where}: expected a dict with 'role' and 'text', got {type(message).__name__}")
         raw_role = message.get("role")
         role = ROLE_ALIASES.get(raw_role) if isinstance(raw_role, str) else None
         if role is None:
@@ -93,7 +151,7 @@ def normalize_messages(messages, *, system: str | None = None, conversation_id=N
     for position, (i, role, text) in enumerate(entries):
         where = conversation_name(conversation_id, i)
         if not isinstance(text, str):
-            raise ConversationError(f"{where}: text must be a str, got {type(text).__name__}")
+            raise ConversationTypeError(f"{where}: text must be a str, got {type(text).__name__}")
         if is_blank(text):
             raise ConversationError(f"{where}: text is empty or whitespace only")
         try:
@@ -116,7 +174,20 @@ def normalize_messages(messages, *, system: str | None = None, conversation_id=N
 
 def render_message(message: Mapping, *, chat_format: ChatFormat = OPEN_ASSISTANT) -> str:
     """One normalised message as it appears in the formatted string: header + text + end of message + footer
-    (``<|prompter|>`` + text + ``<|endoftext|>`` in :data:`~sft_utils.chat_format.OPEN_ASSISTANT`)."""
+    (``<|prompter|>`` + text + ``<|endoftext|>`` in :data:`~sft_utils.chat_format.OPEN_ASSISTANT`).
+
+    ``message``: ``{"role": "prompter"|"assistant"|"system", "text": str}``, as :func:`normalize_messages` returns.
+    Raises TypeError for anything but such a dict (a str, a list of messages) or a ``chat_format`` that is not a
+    ChatFormat; ValueError for another role or a ``content`` key (normalise the message first).
+    """
+    check_chat_format(chat_format)
+    if not isinstance(message, Mapping):
+        raise TypeError(f"message must be a dict with 'role' and 'text', got {type(message).__name__}")
+    if message.get("role") not in chat_format.role_markers or not isinstance(message.get("text"), str):
+        raise ValueError(
+            f"message must be normalised, {{'role': 'prompter'|'assistant'|'system', 'text': str}}, got "
+            f"{dict(message)!r:.80}; normalize_messages turns 'user' and 'content' into them"
+        )
     return chat_format.render(message["role"], message["text"])
 
 
@@ -145,7 +216,9 @@ def format_conversation(
     Raises:
         ConversationError: on any message that breaks the rules of :func:`normalize_messages`, or when
             ``add_generation_prompt`` is set and the last message is not the prompter's.
+        TypeError: a ``chat_format`` that is not a :class:`~sft_utils.ChatFormat`.
     """
+    check_chat_format(chat_format)
     normalized = normalize_messages(messages, system=system, conversation_id=conversation_id)
     text = chat_format.prefix + "".join(render_message(m, chat_format=chat_format) for m in normalized)
     if not add_generation_prompt:

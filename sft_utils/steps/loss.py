@@ -19,8 +19,17 @@ from torch import nn
 def per_token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """-log softmax(logits)[target] for each row: ``[..., V]`` and ``[...]`` -> float32 ``[...]`` (nats).
 
-    Computed in float32 even for bf16/fp16 logits (a 50k-way softmax loses precision in 16 bits).
+    Computed in float32 even for bf16/fp16 logits (a 50k-way softmax loses precision in 16 bits). Raises TypeError
+    for arguments that are not tensors, logits that are not floats or targets that are not integer ids;
+    ValueError for shapes that do not match (``logits.shape[:-1] != targets.shape``) or a target outside
+    ``0..V-1``.
     """
+    _check_tensors(logits=logits, targets=targets)
+    if logits.dim() < 1 or logits.shape[:-1] != targets.shape:
+        raise ValueError(
+            f"shapes differ: logits {tuple(logits.shape)}, targets {tuple(targets.shape)}; expected [..., V] and [...]"
+        )
+    _check_targets(targets, logits.shape[-1])
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     return -log_probs.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)
 
@@ -39,7 +48,7 @@ class MaskedCrossEntropyLoss(nn.Module):
     value, -100 included).
 
     Raises:
-        TypeError: an argument that is not a tensor; targets that are not integers.
+        TypeError: an argument that is not a tensor; logits that are not floats; targets that are not integers.
         ValueError: shapes that are not ``[B, T, V]``, ``[B, T]``, ``[B, T]``; a mask with values other
             than 0/1; a *masked* target outside ``0..V-1``.
     """
@@ -65,24 +74,35 @@ class MaskedCrossEntropyLoss(nn.Module):
 
 def _checked_mask(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``mask`` as bool, after checking the three arguments as :class:`MaskedCrossEntropyLoss` documents."""
-    for name, value in (("logits", logits), ("targets", targets), ("mask", mask)):
-        if not torch.is_tensor(value):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    _check_tensors(logits=logits, targets=targets, mask=mask)
     if logits.shape[:-1] != targets.shape or targets.shape != mask.shape:
         raise ValueError(
             f"shapes differ: logits {tuple(logits.shape)}, targets {tuple(targets.shape)}, "
             f"mask {tuple(mask.shape)}; expected [B, T, V], [B, T], [B, T]"
         )
-    if targets.dtype == torch.bool or targets.is_floating_point() or targets.is_complex():
-        raise TypeError(f"targets must be token ids (an integer tensor), got {targets.dtype}")
     if mask.dtype != torch.bool:
         if not ((mask == 0) | (mask == 1)).all():  # 0.5 or 2 would silently count as True
             raise ValueError("mask must be bool or hold only 0 and 1")
         mask = mask.bool()
-    trained_targets = targets[mask]
-    if trained_targets.numel() and (trained_targets.min() < 0 or trained_targets.max() >= logits.shape[-1]):
-        raise ValueError(
-            f"a masked target is outside 0..{logits.shape[-1] - 1} "
-            f"(min {trained_targets.min().item()}, max {trained_targets.max().item()})"
-        )
+    _check_targets(targets[mask], logits.shape[-1], "a masked target")
     return mask
+
+
+def _check_tensors(**tensors) -> None:
+    """TypeError unless each argument is a tensor, and ``logits`` (when given) a float one."""
+    for name, value in tensors.items():
+        if not torch.is_tensor(value):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    logits = tensors.get("logits")
+    if logits is not None and not logits.is_floating_point():
+        raise TypeError(f"logits must be a float tensor, got {logits.dtype} (token ids where logits go?)")
+
+
+def _check_targets(targets: torch.Tensor, vocab_size: int, what: str = "a target") -> None:
+    """TypeError unless ``targets`` are integer ids, ValueError when one lies outside ``0..vocab_size-1``."""
+    if targets.dtype == torch.bool or targets.is_floating_point() or targets.is_complex():
+        raise TypeError(f"targets must be token ids (an integer tensor), got {targets.dtype}")
+    if targets.numel() and (targets.min() < 0 or targets.max() >= vocab_size):
+        raise ValueError(
+            f"{what} is outside 0..{vocab_size - 1} (min {targets.min().item()}, max {targets.max().item()})"
+        )

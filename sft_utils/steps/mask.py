@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import warnings
 
-from ..chat_format import ASSISTANT, OPEN_ASSISTANT, PROMPTER, ChatFormat
+from ..chat_format import ASSISTANT, OPEN_ASSISTANT, PROMPTER, ChatFormat, check_chat_format
 from .format import ConversationError, conversation_name, normalize_messages
+from .tokenize import check_tokenizer
 
 
 def require_reply(normalized: list[dict], conversation_id=None) -> list[dict]:
@@ -92,6 +93,9 @@ def tokenize_conversation(
         ValueError: ``max_length`` not an int >= 1; a tokenizer without one of the format's tokens (naming the
             conversation, the message that needs it, the token and the ``load_tokenizer`` call); a format whose
             header would share a token with the text after it.
+        TypeError: a ``tokenizer`` that is not a tokenizer object (a name: load it first), or a ``chat_format``
+            that is not a ChatFormat. Messages of the wrong kind raise ConversationTypeError, a ConversationError
+            that is also a TypeError.
 
     Truncation policy (``max_length``): the first ``max_length`` tokens are kept, whatever they are.
     Whole leading messages survive; the message that straddles the cut keeps its head; later messages
@@ -105,6 +109,8 @@ def tokenize_conversation(
     form of each text (``"e\u0301"`` comes back as ``"é"``); the mask is unaffected.
     """
     check_max_length(max_length)
+    check_tokenizer(tokenizer)
+    check_chat_format(chat_format)
     normalized = require_reply(
         normalize_messages(messages, system=system, conversation_id=conversation_id), conversation_id
     )
@@ -212,8 +218,11 @@ def generation_prompt_ids(
     of length T + H (H = 1 in Open-Assistant's format).
 
     Raises ConversationError when the last message is not the prompter's (see ``normalize_messages``), and
-    ValueError as :func:`tokenize_conversation` for a tokenizer without the format's tokens.
+    ValueError as :func:`tokenize_conversation` for a tokenizer without the format's tokens; TypeError
+    for a ``tokenizer`` or ``chat_format`` of the wrong kind.
     """
+    check_tokenizer(tokenizer)
+    check_chat_format(chat_format)
     normalized = normalize_messages(messages, system=system, conversation_id=conversation_id)
     if normalized[-1]["role"] != PROMPTER:
         raise ConversationError(
@@ -226,7 +235,11 @@ def generation_prompt_ids(
 
 def token_id(tokenizer, token: str, *, chat_format: ChatFormat | None = None, where: str | None = None) -> int:
     """The id of ``token``; ValueError when the tokenizer lacks it (load it with ``sft_utils.load_tokenizer``),
-    naming ``where`` (a conversation and message) and the call for ``chat_format`` when given."""
+    naming ``where`` (a conversation and message) and the call for ``chat_format`` when given; TypeError for a
+    ``tokenizer`` that is not a tokenizer object or a ``token`` that is not a str."""
+    check_tokenizer(tokenizer)
+    if not isinstance(token, str):
+        raise TypeError(f"token must be a str such as a role marker, got {type(token).__name__}")
     token_id = tokenizer.convert_tokens_to_ids(token)
     # An unknown token maps to the unk id (0, which is also <|endoftext|> in Pythia).
     if token_id is None or (token_id == tokenizer.unk_token_id and token != tokenizer.unk_token):

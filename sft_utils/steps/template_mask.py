@@ -17,13 +17,32 @@ special token (``tokenize_conversation`` keeps it as text).
 
 from __future__ import annotations
 
-from .format import ConversationError, conversation_name
+from .format import ConversationError, ConversationTypeError, check_message_list, conversation_name
+from .tokenize import check_tokenizer
 
 
 def _render(tokenizer, messages, chat_template, generation_prompt: bool = False) -> str:
     return tokenizer.apply_chat_template(
         messages, tokenize=False, add_generation_prompt=generation_prompt, chat_template=chat_template
     )
+
+
+def check_template_messages(messages, conversation_id=None) -> None:
+    """Raise unless ``messages`` is a non-empty list of ``{"role": str, "content": str}`` dicts (the form chat
+    templates read): ConversationTypeError (also a TypeError) for the wrong kind, ConversationError for a missing
+    key, each naming the conversation and the message."""
+    check_message_list(messages, conversation_id)
+    if not messages:
+        raise ConversationError(f"{conversation_name(conversation_id)}: no messages")
+    for i, message in enumerate(messages):
+        where = conversation_name(conversation_id, i)
+        if "role" not in message or "content" not in message:
+            raise ConversationError(
+                f"{where}: expected 'role' and 'content' (the form chat templates read), got keys {sorted(message)}"
+            )
+        for key in ("role", "content"):
+            if not isinstance(message[key], str):
+                raise ConversationTypeError(f"{where}: {key} must be a str, got {type(message[key]).__name__}")
 
 
 def reply_spans(
@@ -35,8 +54,11 @@ def reply_spans(
 
     Raises ConversationError naming the conversation and the message whose arrival changes how the earlier
     messages render (the template is not prefix-stable), whose reply does not start with the generation
-    prompt, or does not end with ``footer``; TypeError for a ``footer`` that is not a str.
+    prompt, or does not end with ``footer``; raises as :func:`check_template_messages` for messages of the wrong
+    kind, and TypeError for a ``tokenizer`` that is not a tokenizer object or a ``footer`` that is not a str.
     """
+    check_template_messages(messages, conversation_id)
+    check_tokenizer(tokenizer)
     if not isinstance(footer, str):
         raise TypeError(f"footer must be a str ('' for none), got {type(footer).__name__}")
     spans, previous = [], ""
@@ -72,7 +94,7 @@ def mask_from_template(
 
     Equal to ``apply_chat_template(…, return_assistant_tokens_mask=True)`` for a template whose
     ``{% generation %}`` block holds exactly the reply after its header (``include_header=False``) or the
-    header too (``include_header=True``), up to the footer. Raises ConversationError as :func:`reply_spans`.
+    header too (``include_header=True``), up to the footer. Raises as :func:`reply_spans`.
     """
     text, spans = reply_spans(
         messages,

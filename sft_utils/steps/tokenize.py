@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from ..chat_format import OPEN_ASSISTANT, ChatFormat
+from ..chat_format import OPEN_ASSISTANT, ChatFormat, check_chat_format
 from ..models.hub import load_local_hub_or_cache
 from ..models.pythia import PYTHIA_VOCAB_LEN, pythia_size
 
@@ -69,6 +69,29 @@ def _load_base_tokenizer(name_or_path):
     )
 
 
+def check_tokenizer(tokenizer, *, pad: bool = False):
+    """``tokenizer`` unchanged when it is a transformers tokenizer (one from :func:`load_tokenizer`).
+
+    Raises TypeError for anything else: a model's name or a folder (load it first), None, a model, a list of ids;
+    with ``pad=True``, ValueError for a tokenizer without a pad token (``pad_token_id`` None), which batching needs.
+    """
+    if isinstance(tokenizer, (str, bytes, os.PathLike)):
+        raise TypeError(
+            f"tokenizer must be a tokenizer object, got the {type(tokenizer).__name__} {str(tokenizer)!r:.60}; "
+            "load it first: sft_utils.load_tokenizer(name)"
+        )
+    if not (callable(tokenizer) and all(hasattr(tokenizer, a) for a in ("convert_tokens_to_ids", "decode"))):
+        raise TypeError(
+            f"tokenizer must be a transformers tokenizer (sft_utils.load_tokenizer()), got {type(tokenizer).__name__}"
+        )
+    if pad and tokenizer.pad_token_id is None:
+        raise ValueError(
+            "tokenizer has no pad token (pad_token_id is None), which batching needs; sft_utils.load_tokenizer() "
+            "sets the chat format's pad token"
+        )
+    return tokenizer
+
+
 def add_role_tokens(tokenizer, chat_format: ChatFormat = OPEN_ASSISTANT):
     """Add ``chat_format.added_tokens`` as special tokens, in order, set the pad token (``<|padding|>``) and
     install the format's chat template (``sft_utils/templates/``, for ``apply_chat_template``).
@@ -77,7 +100,11 @@ def add_role_tokens(tokenizer, chat_format: ChatFormat = OPEN_ASSISTANT):
     (``chat_format.added_token_ids(50277)``: a tokenizer that is not Pythia's, or one that already holds other
     added tokens), when the end of message is neither Pythia's ``<|endoftext|>`` (id 0) nor an added token,
     or when the pad token is not ``<|padding|>`` (id 1): every mask and id in the course assumes them.
+    Raises TypeError for a ``tokenizer`` that is not a tokenizer object or a ``chat_format`` that is not a
+    ChatFormat.
     """
+    check_tokenizer(tokenizer)
+    check_chat_format(chat_format)
     tokenizer.add_tokens(list(chat_format.added_tokens), special_tokens=True)
     tokenizer.pad_token = chat_format.pad_token
     # Pythia ships no chat template; the format's renders what format_conversation renders (tests check it).
@@ -123,7 +150,9 @@ def load_tokenizer(name_or_path=DEFAULT_TOKENIZER, *, verbose: bool = True, chat
             hub is unavailable and ``name_or_path`` is not a Pythia name.
         FileNotFoundError: ``name_or_path`` is a path (``/…``, ``./…``, ``~/…``) that is not a folder.
         ValueError: the role tokens did not get the memo's ids.
+        TypeError: a ``chat_format`` that is not a ChatFormat.
     """
+    check_chat_format(chat_format)
     tokenizer, source = _load_base_tokenizer(name_or_path)
     add_role_tokens(tokenizer, chat_format)
     tokenizer.sft_source = source

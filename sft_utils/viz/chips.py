@@ -15,10 +15,17 @@ line, so the chips keep the text's shape.
 from __future__ import annotations
 
 import html
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+import torch
 
 from ..chat_format import OPEN_ASSISTANT
+from ..steps.example import check_example, column, describe
 from ..steps.mask import check_max_length
 from ..steps.shift import shift_for_next_token
+from ..steps.tokenize import check_tokenizer
 from .palette import (
     HATCH_STYLE,
     LOSS_MAX_NATS,
@@ -39,8 +46,25 @@ _CHIP = "display:inline-block;margin:1px;padding:0 3px;border-radius:3px;font:12
 _COLUMN = "display:inline-flex;flex-direction:column;vertical-align:top;margin-right:1px"
 
 
-def _as_list(values) -> list:
-    return values.tolist() if hasattr(values, "tolist") else list(values)
+def _is_number(x) -> bool:
+    """A real number (a 0-d tensor too), not a bool."""
+    if torch.is_tensor(x):
+        return x.numel() == 1 and not x.is_complex() and x.dtype != torch.bool
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _losses(token_loss) -> list[float]:
+    """``token_loss`` (a list, a 1-d tensor or array of numbers, nats) as floats; raises as :func:`shifted_chips`."""
+    if torch.is_tensor(token_loss) or isinstance(token_loss, np.ndarray):
+        if token_loss.ndim != 1:
+            raise ValueError(f"token_loss must be 1-d (one loss per target), got {describe(token_loss)}")
+        return [float(x) for x in token_loss.tolist()]
+    if isinstance(token_loss, (str, bytes)) or not isinstance(token_loss, Sequence):
+        raise TypeError(f"token_loss must be a list of numbers (nats), got {describe(token_loss)}")
+    bad = next((x for x in token_loss if not _is_number(x)), None)
+    if bad is not None:
+        raise TypeError(f"token_loss must hold numbers (nats), got {describe(bad)}")
+    return [float(x) for x in token_loss]
 
 
 def _span(classes: str, text: str, tooltip: str, style: str) -> str:
@@ -94,9 +118,24 @@ def counts_text(label_mask, attention_mask=None, *, unit: str = "tokens", remove
         unit: what a position is, ``"tokens"`` or ``"targets"`` (shifted).
         removed: how many positions ``max_length`` cut off; appended when > 0.
     Percentages are of the positions that are not padding.
+
+    Raises TypeError for masks that are not lists (or 1-d arrays) of 0/1 or bools, or a ``unit`` that is not a
+    str; ValueError for masks that are nested, hold other values or differ in length, or a ``removed`` that is
+    not an int >= 0.
     """
-    label_mask = [bool(m) for m in _as_list(label_mask)]
-    attention = [1] * len(label_mask) if attention_mask is None else [int(a) for a in _as_list(attention_mask)]
+    label_mask = column(label_mask, "label_mask", "counts_text").tolist()
+    if attention_mask is None:
+        attention = [1] * len(label_mask)
+    else:
+        attention = column(attention_mask, "attention_mask", "counts_text").tolist()
+        if len(attention) != len(label_mask):
+            raise ValueError(
+                f"counts_text: label_mask ({len(label_mask)}) and attention_mask ({len(attention)}) differ in length"
+            )
+    if not isinstance(unit, str):
+        raise TypeError(f"unit must be a str such as 'tokens' or 'targets', got {describe(unit)}")
+    if isinstance(removed, bool) or not isinstance(removed, int) or removed < 0:
+        raise ValueError(f"removed must be an int >= 0 (positions), got {removed!r}")
     real = sum(attention)
     trained = sum(m for m, a in zip(label_mask, attention) if a)
     share = f"{trained / real:.0%}" if real else "–"
@@ -106,19 +145,12 @@ def counts_text(label_mask, attention_mask=None, *, unit: str = "tokens", remove
     return text
 
 
-def _check_example(example, keys=("input_ids", "label_mask")) -> dict:
-    missing = [k for k in keys if k not in example]
-    if missing:
-        raise ValueError(f"example has no {' or '.join(missing)}; expected the output of tokenize_conversation")
-    out = {
-        k: _as_list(v)
-        for k, v in example.items()
-        if k in ("input_ids", "label_mask", "attention_mask", "message_indices")
-    }
-    lengths = {k: len(v) for k, v in out.items()}
-    if len(set(lengths.values())) > 1:
-        raise ValueError(f"example's sequences differ in length: {lengths}")
-    out.setdefault("attention_mask", [1] * lengths["input_ids"])
+def _check_example(example, tokenizer) -> dict:
+    """The example's columns as lists (``attention_mask`` all ones when absent), checked by
+    :func:`sft_utils.steps.example.check_example`, and the tokenizer checked to be one."""
+    check_tokenizer(tokenizer)
+    out = {k: v.tolist() for k, v in check_example(example).items()}
+    out.setdefault("attention_mask", [1] * len(out["input_ids"]))
     return out
 
 
@@ -153,12 +185,14 @@ def token_chips(example, tokenizer, *, view: str = "label_mask", max_length: int
     Every chip has ``class="chip mask-0|1 msg-i role-r"`` (plus ``pad`` / ``removed``) and a tooltip with
     its position, id, string, message index and role, and mask value.
 
-    Raises ValueError on an unknown view, a missing key, sequences of different lengths, a bad
-    ``max_length``, or the message/role view without ``message_indices``.
+    Raises ValueError on an unknown view, a missing key, sequences of different lengths, no token, a bad
+    ``max_length``, or the message/role view without ``message_indices``; TypeError for an example that is not
+    a dict (a list of examples: one at a time) or whose columns are not lists of ints, and for a ``tokenizer``
+    that is not a tokenizer object (as :func:`sft_utils.steps.example.check_example`).
     """
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
-    ex = _check_example(example)
+    ex = _check_example(example, tokenizer)
     if view != "label_mask" and "message_indices" not in ex:
         raise ValueError(f"view {view!r} needs the example's message_indices")
     ids, mask, attention = ex["input_ids"], ex["label_mask"], ex["attention_mask"]
@@ -239,10 +273,11 @@ def shifted_chips(
     ``hatched`` untrained under a loss, ``pad``, ``removed``). Tooltips give the position, both tokens,
     the target id, its message, ``label_masks`` and the loss.
 
-    Raises ValueError as :func:`token_chips`, on fewer than 2 tokens, or on a ``token_loss`` that is not of
-    length T-1.
+    Raises ValueError and TypeError as :func:`token_chips`; ValueError on fewer than 2 tokens, a ``token_loss``
+    that is not of length T-1 or not 1-d, or a ``vmax`` that is not a number > 0; TypeError for a ``token_loss``
+    that is not a list or 1-d array of numbers.
     """
-    ex = _check_example(example)
+    ex = _check_example(example, tokenizer)
     shifted = shift_for_next_token(ex)
     inputs, targets, target_mask = shifted["input_ids"], shifted["targets"], shifted["label_masks"]
     n = len(targets)
@@ -252,10 +287,13 @@ def shifted_chips(
     keep = _check_max_length(max_length, n + 1) - 1  # L kept tokens give L-1 targets
     losses = None
     if token_loss is not None:
-        losses = [float(x) for x in _as_list(token_loss)]
+        losses = _losses(token_loss)
         if len(losses) != n:
             raise ValueError(f"token_loss has {len(losses)} values, expected one per target ({n} = T-1)")
         vmax = LOSS_MAX_NATS if vmax is None else vmax
+        if not _is_number(vmax) or not vmax > 0:
+            raise ValueError(f"vmax must be a number > 0 (nats), got {vmax!r}")
+        vmax = float(vmax)
     input_strings, target_strings = token_strings(tokenizer, inputs), token_strings(tokenizer, targets)
     columns = []
     for t in range(n):

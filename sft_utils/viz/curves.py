@@ -5,6 +5,8 @@ The trainer reports numbers (``history`` of :func:`sft_utils.train.train`); this
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 def plot_loss_curves(histories: dict, *, title: str = "Fine-tuning"):
     """Training and validation loss against optimizer steps (left) and trained tokens (right).
@@ -15,9 +17,13 @@ def plot_loss_curves(histories: dict, *, title: str = "Fine-tuning"):
             assistant-only loss (markers), so runs with different training losses compare on the second.
         title: the figure's title.
 
-    Returns the ``matplotlib.figure.Figure`` (two axes, shared y).
+    Returns the ``matplotlib.figure.Figure`` (two axes, shared y). Raises TypeError for ``histories`` that are not
+    a dict of label -> history (one history alone: pass ``{"run": history}``), ValueError for a history without
+    the keys :func:`sft_utils.train.train` reports.
     """
     import matplotlib.pyplot as plt
+
+    _check_histories(histories)
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
     for (label, history), color in zip(histories.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
@@ -36,3 +42,20 @@ def plot_loss_curves(histories: dict, *, title: str = "Fine-tuning"):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+KEYS = ("step", "eval_step", "trained_tokens", "eval_trained_tokens", "train_loss", "valid_loss")
+
+
+def _check_histories(histories) -> None:
+    """Raise as :func:`plot_loss_curves` documents."""
+    if not isinstance(histories, Mapping):
+        raise TypeError(f"histories must be a dict of label -> history, got {type(histories).__name__}")
+    if "step" in histories:
+        raise TypeError("histories must be a dict of label -> history, got one history; pass {'run': history}")
+    for label, history in histories.items():
+        if not isinstance(history, Mapping):
+            raise TypeError(f"history {label!r} must be a dict (train()'s history), got {type(history).__name__}")
+        missing = [k for k in KEYS if k not in history]
+        if missing:
+            raise ValueError(f"history {label!r} has no {', '.join(missing)}; expected the history train() returns")

@@ -8,16 +8,40 @@ real input whose target is padding.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
+from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
+from ..steps.example import describe
 from .palette import MASK_COLORS, PADDING, TARGET_IS_PADDING
 
 # values 0, 1, 2, 3 of the image
 STATES = ("padding", "not trained", "trained", "target is padding")
 STATE_COLORS = (PADDING, MASK_COLORS[False], MASK_COLORS[True], TARGET_IS_PADDING)
+
+
+def _mask(name: str, value) -> np.ndarray:
+    """A bool array of a mask given as a tensor, an array or a list of rows; raises as :func:`mask_states`."""
+    if torch.is_tensor(value):
+        value = value.detach().cpu().numpy()
+    if not isinstance(value, (np.ndarray, list, tuple)):
+        raise TypeError(f"{name} must be a [batch, positions] tensor, array or list of rows, got {describe(value)}")
+    try:
+        array = np.asarray(value)
+    except ValueError:  # numpy refuses ragged lists
+        raise ValueError(
+            f"{name}: rows differ in length; pad them into one [batch, positions] array first "
+            "(AssistantOnlyCollator.pad)"
+        ) from None
+    if array.dtype == object or not (array.dtype == bool or np.isin(array, (0, 1)).all()):
+        shown = describe(value) if array.dtype == object else f"values {np.unique(array)[:5].tolist()}"
+        raise ValueError(f"{name} must hold only 0 and 1 (or bools), got {shown}")
+    return array.astype(bool)
 
 
 def mask_states(label_mask, attention_mask, target_attention=None) -> np.ndarray:
@@ -27,9 +51,12 @@ def mask_states(label_mask, attention_mask, target_attention=None) -> np.ndarray
     Args: ``label_mask`` and ``attention_mask``, ``[B, L]`` tensors or arrays (bool or 0/1), as
     ``AssistantOnlyCollator.pad`` returns them, or a shifted batch's ``label_masks`` and ``attention_mask``;
     for a shifted batch, ``target_attention`` ``[B, L]`` says which targets are real (the unshifted
-    attention mask without its first column). Raises ValueError when the shapes differ or are not 2-d.
+    attention mask without its first column). Raises ValueError when the shapes differ or are not 2-d, rows
+    differ in length (a list of unpadded rows: pad them first, ``AssistantOnlyCollator.pad``) or a mask holds
+    values other than 0 and 1; TypeError for a mask that is not a tensor, an array or a list of rows (None, a
+    str, an example dict).
     """
-    label_mask, attention_mask = np.asarray(label_mask).astype(bool), np.asarray(attention_mask).astype(bool)
+    label_mask, attention_mask = _mask("label_mask", label_mask), _mask("attention_mask", attention_mask)
     if label_mask.shape != attention_mask.shape or label_mask.ndim != 2:
         raise ValueError(
             f"label_mask and attention_mask must both be [batch, positions], got {label_mask.shape} and "
@@ -37,7 +64,7 @@ def mask_states(label_mask, attention_mask, target_attention=None) -> np.ndarray
         )
     states = attention_mask.astype(int) + (label_mask & attention_mask).astype(int)
     if target_attention is not None:
-        target_attention = np.asarray(target_attention).astype(bool)
+        target_attention = _mask("target_attention", target_attention)
         if target_attention.shape != attention_mask.shape:
             raise ValueError(f"target_attention must be {attention_mask.shape}, got {target_attention.shape}")
         states[attention_mask & ~target_attention] = 3
@@ -63,11 +90,16 @@ def mask_heatmap(
         title: the Axes' title.
 
     Returns the Axes; its image holds the states (``ax.images[0].get_array()``).
-    Raises ValueError on bad shapes or a ``names`` of the wrong length.
+    Raises ValueError and TypeError as :func:`mask_states`; ValueError for ``names`` of the wrong length; TypeError
+    for ``names`` that are not a list (a str) or an ``ax`` that is not a matplotlib Axes.
     """
     states = mask_states(label_mask, attention_mask, target_attention)
+    if names is not None and (isinstance(names, (str, bytes)) or not isinstance(names, (Sequence, np.ndarray))):
+        raise TypeError(f"names must be a list of row labels, got {describe(names)}")
     if names is not None and len(names) != states.shape[0]:
         raise ValueError(f"{len(names)} names for {states.shape[0]} rows")
+    if ax is not None and not isinstance(ax, Axes):
+        raise TypeError(f"ax must be a matplotlib Axes, got {describe(ax)}")
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 0.8 + 0.28 * states.shape[0]), layout="constrained")
     cmap = ListedColormap(STATE_COLORS)

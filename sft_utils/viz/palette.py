@@ -11,6 +11,7 @@ so that a red chip means the same loss in every notebook.
 from __future__ import annotations
 
 import math
+import numbers
 
 TRAINED = "#4ade80"
 UNTRAINED = "#e5e7eb"
@@ -27,16 +28,26 @@ LOSS_RGB = (220, 38, 38)  # red; the alpha channel carries the loss
 LOSS_MAX_NATS = math.log(50304)  # full red: the loss of a uniform guess over Pythia's 50 304 logits
 
 
+def _check_numbers(**values) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number (nats), got {type(value).__name__}")
+
+
 def loss_color(value: float, vmax: float = LOSS_MAX_NATS) -> str:
     """Inline style of a trained target with loss ``value`` (nats): red with alpha = value / vmax, clipped to
-    [0, 1]. ``vmax`` defaults to the course's fixed scale, :data:`LOSS_MAX_NATS`."""
+    [0, 1]. ``vmax`` defaults to the course's fixed scale, :data:`LOSS_MAX_NATS`. Raises TypeError for values that
+    are not real numbers (a str)."""
+    _check_numbers(value=value, vmax=vmax)
     alpha = 0.0 if vmax <= 0 else min(max(value / vmax, 0.0), 1.0)
     r, g, b = LOSS_RGB
     return f"background:rgba({r},{g},{b},{alpha:.2f})"
 
 
 def loss_colorbar_html(vmax: float = LOSS_MAX_NATS) -> str:
-    """A horizontal colour bar for the loss chips: white at 0 nats to full red at ``vmax`` nats (HTML)."""
+    """A horizontal colour bar for the loss chips: white at 0 nats to full red at ``vmax`` nats (HTML). Raises
+    TypeError for a ``vmax`` that is not a real number."""
+    _check_numbers(vmax=vmax)
     r, g, b = LOSS_RGB
     bar = (
         f"display:inline-block;width:160px;height:10px;vertical-align:middle;border:1px solid #d1d5db;"

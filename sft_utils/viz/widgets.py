@@ -16,8 +16,10 @@ import ipywidgets as widgets
 
 from ..chat_format import OPEN_ASSISTANT
 from ..data.conversations import course_data_path, load_conversations
-from ..steps.format import ASSISTANT, PROMPTER, ConversationError, normalize_messages
+from ..steps.format import ASSISTANT, PROMPTER, ConversationError, check_conversations, normalize_messages
 from ..steps.mask import tokenize_conversation
+from ..steps.project import check_model
+from ..steps.tokenize import check_tokenizer, load_tokenizer
 from .chips import shifted_chips, token_chips
 
 VIEW_OPTIONS = [("message index", "message"), ("role", "role"), ("label mask", "label_mask"), ("shifted", "shifted")]
@@ -33,8 +35,11 @@ def parse_typed_conversation(text: str) -> list[dict]:
     prompter, assistant, prompter, … (blank lines are skipped; write ``\\n`` for a newline inside a message).
 
     Raises ConversationError (naming the typed conversation) on empty text, invalid JSON, a JSON object
-    without ``messages``, a single plain line (a prompt without a reply), or invalid messages.
+    without ``messages``, a single plain line (a prompt without a reply), or invalid messages; TypeError when
+    ``text`` is not a str (messages already parsed go to :func:`sft_utils.normalize_messages`).
     """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be the str typed in the text box, got {type(text).__name__}")
     text = text.strip()
     if not text:
         raise ConversationError("typed conversation: the text box is empty")
@@ -67,14 +72,7 @@ def _named(conversations) -> list[tuple[str, list]]:
 
     A name used twice gets `` (2)``, `` (3)`` …, so that every conversation stays reachable from the picker.
     Raises TypeError for one conversation passed where a list of them is expected."""
-    if isinstance(conversations, (str, bytes, dict)):
-        raise TypeError(
-            f"conversations must be a list of conversations, got {type(conversations).__name__}; "
-            "for a single one, pass [conversation]"
-        )
-    conversations = list(conversations)
-    if conversations and all(isinstance(c, dict) and "role" in c for c in conversations):
-        raise TypeError("conversations look like the messages of one conversation; pass [messages]")
+    conversations = check_conversations(conversations, bare_lists=True)
     named, seen = [], {}
     for i, c in enumerate(conversations):
         if isinstance(c, dict) and "messages" in c:
@@ -104,14 +102,16 @@ class MaskViewer(widgets.VBox):
     holding :meth:`to_html`).
 
     Raises ValueError on an empty list of conversations or an unknown ``selected`` / ``view``; TypeError for
-    a single conversation (a dict, or one list of messages) where the list of conversations goes.
+    a single conversation (a dict, or one list of messages) where the list of conversations goes, a ``tokenizer``
+    that is not a tokenizer object (a name: load it first) or a ``model`` that is not a transformers model.
     """
 
     def __init__(self, conversations=None, tokenizer=None, *, model=None, selected=None, view="label_mask"):
         if tokenizer is None:
-            from ..steps.tokenize import load_tokenizer
-
             tokenizer = load_tokenizer(verbose=False)
+        check_tokenizer(tokenizer)
+        if model is not None:
+            check_model(model)
         if conversations is None:
             conversations = load_conversations(course_data_path())
         self.conversations = dict(_named(conversations))
