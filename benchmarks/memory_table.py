@@ -1,9 +1,9 @@
 """Peak training memory of Pythia sizes, estimated: full fine-tuning vs LoRA, with and without gradient checkpointing.
 
-    python benchmarks/memory_table.py                          # GB, bf16 autocast on a GPU, 6 sizes x 3 lengths x 3 batches
+    python benchmarks/memory_table.py                          # GB, bf16 on a GPU, 6 sizes x 3 lengths x 3 batches
     python benchmarks/memory_table.py --seq-lens 1024 2048 --batch-sizes 8 1   # the subset in docs/performance.md
     python benchmarks/memory_table.py --precision fp32          # float32 throughout, as on a CPU
-    python benchmarks/memory_table.py --measure                 # CPU measurements vs the estimate (about 1.5 minutes)
+    python benchmarks/memory_table.py --measure                 # CPU measurements vs the estimate (about a minute)
     python benchmarks/memory_table.py --measure --measure-precision bf16   # the same under CPU bf16 autocast
 
 The estimate is :func:`sft_utils.scale.memory_estimate.estimate_training_memory` (AdamW, the chunked masked loss,
@@ -32,30 +32,22 @@ SIZES = ("pythia-70m", "pythia-160m", "pythia-410m", "pythia-1b", "pythia-1.4b",
 VARIANTS = (("full", False), ("lora", False), ("full", True), ("lora", True))  # (method, gradient checkpointing)
 HEADERS = ("full", "LoRA", "full + ckpt", "LoRA + ckpt")
 TRAINED_FRACTION = 1 / 3
+MEASURE_HEADER = "| model | tokens | batch | variant | measured MB | estimated MB | ratio | step: measured MB | estimated MB | ratio |"
 
 
 def estimate_table(sizes, seq_lens, batch_sizes, precision: str, lora_r: int) -> str:
     """Markdown: one row per size x length x batch, estimated peak GB (10^9 bytes) per variant."""
-    lines = [
-        "| model | tokens | batch | " + " | ".join(HEADERS) + " |",
-        "|---|---:|---:|" + "---:|" * len(HEADERS),
-    ]
+    lines = ["| model | tokens | batch | " + " | ".join(HEADERS) + " |", "|---|---:|---:|" + "---:|" * len(HEADERS)]
     for size in sizes:
         for seq_len in seq_lens:
             for batch_size in batch_sizes:
                 cells = [
                     estimate_training_memory(
-                        size,
-                        seq_len,
-                        batch_size,
-                        method=m,
-                        lora_r=lora_r,
-                        gradient_checkpointing=c,
+                        size, seq_len, batch_size, method=method, lora_r=lora_r, gradient_checkpointing=checkpointing,
                         precision=precision,
-                    ).total
-                    / 1e9
-                    for m, c in VARIANTS
-                ]
+                    ).total / 1e9
+                    for method, checkpointing in VARIANTS
+                ]  # fmt: skip
                 lines.append(f"| {size} | {seq_len} | {batch_size} | " + " | ".join(f"{g:.1f}" for g in cells) + " |")
     return "\n".join(lines)
 
@@ -117,41 +109,29 @@ def measure(size: str, seq_len: int, batch_size: int, method: str, checkpointing
     return tensor_bytes(model.parameters()) + tensor_bytes(state), peak, share
 
 
-def measure_table(lora_r: int, precision: str) -> str:
-    """Markdown: measured vs estimated peak (MB, 10^6 bytes) of small configurations on the CPU; the whole peak, and
-    the step's own allocations above the weights and optimizer state (where activations and gradients show)."""
-    lines = [
-        "| model | tokens | batch | variant | measured MB | estimated MB | ratio | step: measured MB | estimated MB | ratio |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    print("\n".join(lines), flush=True)
+def measure_row(size: str, seq_len: int, batch_size: int, variant: int, lora_r: int, precision: str) -> str:
+    """One markdown row: measured and estimated peak, whole and the step's own, in MB (10^6 bytes), and ratios."""
+    method, checkpointing = VARIANTS[variant]
+    fixed, step, share = measure(size, seq_len, batch_size, method, checkpointing, lora_r=lora_r, precision=precision)
+    estimate = estimate_training_memory(
+        size, seq_len, batch_size, method=method, lora_r=lora_r, gradient_checkpointing=checkpointing,
+        precision=precision, trained_fraction=share,
+    )  # fmt: skip
+    step_estimate = estimate.total - estimate.weights - estimate.optimizer
+    cells = (fixed + step, estimate.total, (fixed + step) / estimate.total, step, step_estimate, step / step_estimate)
+    shown = " | ".join(f"{c / 1e6:.1f}" if i % 3 != 2 else f"{c:.2f}" for i, c in enumerate(cells))
+    return f"| {size} | {seq_len} | {batch_size} | {HEADERS[variant]} | {shown} |"
+
+
+def measure_table(lora_r: int, precision: str) -> None:
+    """Print measured vs estimated peaks of small configurations on the CPU, a row at a time: the whole peak, and the
+    step's own allocations above the weights and optimizer state (where activations and gradients show)."""
+    print(MEASURE_HEADER + "\n|---|---:|---:|---|---:|---:|---:|---:|---:|---:|", flush=True)
     for size in ("pythia-14m", "pythia-70m"):
         for seq_len in (128, 256):
             for batch_size in (1, 4):
-                for (method, checkpointing), header in zip(VARIANTS, HEADERS):
-                    fixed, step, share = measure(
-                        size, seq_len, batch_size, method, checkpointing, lora_r=lora_r, precision=precision
-                    )
-                    estimate = estimate_training_memory(
-                        size,
-                        seq_len,
-                        batch_size,
-                        method=method,
-                        lora_r=lora_r,
-                        gradient_checkpointing=checkpointing,
-                        precision=precision,
-                        trained_fraction=share,
-                    )
-                    step_estimate = estimate.total - estimate.weights - estimate.optimizer
-                    cells = (fixed + step, estimate.total, (fixed + step) / estimate.total)
-                    cells += (step, step_estimate, step / step_estimate)
-                    lines.append(
-                        f"| {size} | {seq_len} | {batch_size} | {header} | "
-                        + " | ".join(f"{c / 1e6:.1f}" if i % 3 != 2 else f"{c:.2f}" for i, c in enumerate(cells))
-                        + " |"
-                    )
-                    print(lines[-1], flush=True)
-    return "\n".join(lines)
+                for variant in range(len(VARIANTS)):
+                    print(measure_row(size, seq_len, batch_size, variant, lora_r, precision), flush=True)
 
 
 def main(argv=None) -> int:
@@ -173,8 +153,8 @@ def main(argv=None) -> int:
         measure_table(args.lora_r, precision)
         print(f"\n{time.perf_counter() - start:.0f} s")
         return 0
-    where = "a GPU (autocast, float32 weights)" if args.precision != "fp32" else "float32 throughout"
-    print(f"Estimated peak training memory, GB (10^9 bytes); {args.precision} on {where}; AdamW, LoRA r={args.lora_r}")
+    where = "on a GPU (autocast, float32 weights)" if args.precision != "fp32" else "(float32 throughout)"
+    print(f"Estimated peak training memory, GB (10^9 bytes); {args.precision} {where}; AdamW, LoRA r={args.lora_r}")
     print(estimate_table(args.sizes, args.seq_lens, args.batch_sizes, args.precision, args.lora_r))
     return 0
 

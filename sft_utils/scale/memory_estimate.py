@@ -3,9 +3,10 @@ gradient checkpointing, float32 or mixed precision.
 
 The terms, per token ``N = batch_size × seq_len``, hidden size ``h``, ``a`` heads, ``L`` layers, vocabulary ``V``:
 
-* **weights**: every parameter in float32 (4 bytes), LoRA's adapters included. Mixed precision as ``torch.autocast`` (and accelerate) runs
-  it keeps the weights in float32 and casts them per operation: the 16-bit copies of the layer weights are saved
-  for backward (**weight_copies**, 2 bytes per layer weight; one layer's under checkpointing).
+* **weights**: every parameter in float32 (4 bytes), LoRA's adapters included. Mixed precision as
+  ``torch.autocast`` (and accelerate) runs it keeps the weights in float32 and casts them per operation: the
+  16-bit copies of the layer weights are saved for backward (**weight_copies**, 2 bytes per layer weight; one
+  layer's under checkpointing).
 * **gradients**: float32, one per *trainable* parameter (all of them, or LoRA's ``lora_A`` / ``lora_B``).
 * **optimizer**: AdamW's two float32 moments per trainable parameter (``torch.optim.AdamW``, any precision).
 * **activations**: the tensors GPT-NeoX's forward saves for backward (:data:`SAVED_PER_LAYER`), ``L`` layers of
@@ -23,8 +24,8 @@ checkpointing, the layer it recomputes): only the larger of the two counts.
 
 Left out: the CUDA context (0.3-0.5 GB on a GPU), the allocator's cache and fragmentation, smaller backward
 temporaries, the causal mask built once per forward, and the data. Layer 0 under LoRA saves a little less than
-counted (its input needs no gradient).
-Introduced for docs/performance.md's memory table (``python benchmarks/memory_table.py``).
+counted (its input needs no gradient). Checked against CPU peaks (``peak_memory``) of pythia-14m and pythia-70m
+in docs/performance.md's memory section, which holds the table (``python benchmarks/memory_table.py``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ DEFAULT_CHUNK_ROWS = 1024  # sft_utils.scale.chunked_loss's default
 
 # What one GPT-NeoX layer saves for backward, per token (transformers 5's modeling_gpt_neox, checked with
 # torch.autograd.graph.saved_tensors_hooks on pythia-14m). Sizes in elements of h; "act" tensors are 16-bit under
-# autocast and float32 otherwise; "trainable" ones only when that linear layer has a trainable weight (a frozen
+# autocast (its op lists run linear, matmul and sdpa in 16 bits, layer_norm and the float32 softmax in float32)
+# and float32 otherwise. The "when ... is trained" ones need a trainable weight in that linear layer (a frozen
 # Linear needs only its weight to pass the gradient on; LoRA's lora_A saves the input instead).
 SAVED_PER_LAYER = (
     ("layer input: the float32 residual stream both layer norms read", "4h bytes, always"),
@@ -103,7 +105,7 @@ def _shape(size) -> tuple[int, int, int, int]:
 
 def parameter_count(size: str) -> int:
     """Parameters of ``GPTNeoXForCausalLM(pythia_config(size))``: embedding, head, and per layer the four linear
-    layers (weights and biases) and two layer norms; plus the final layer norm. Raises ValueError for an unknown size."""
+    layers (weights and biases) and two layer norms; plus the final layer norm. ValueError for an unknown size."""
     hidden, layers, _, vocab = _shape(size)
     per_layer = sum(i * o + o for i, o in linear_shapes(hidden).values()) + 2 * 2 * hidden
     return 2 * vocab * hidden + layers * per_layer + 2 * hidden
