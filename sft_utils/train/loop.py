@@ -161,7 +161,9 @@ def apply_lora(model, config: TrainConfig):
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora)
+    with warnings.catch_warnings():  # peft asks transformers 5 for a renamed attribute: its warning, not ours
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, lora)
 
 
 def make_accelerator(precision: str, cpu: bool, config: TrainConfig):
