@@ -6,6 +6,9 @@ Colab only). ``tests/course/test_colab.py`` checks every notebook's badge and se
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from .. import REPO_BRANCH, REPO_URL
 
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -30,3 +33,18 @@ def colab_url(notebook: str) -> str:
 def badge_markdown(notebook: str) -> str:
     """The markdown of the badge: ``[![Open In Colab](badge)](colab_url(notebook))``."""
     return f"[![Open In Colab]({COLAB_BADGE})]({colab_url(notebook)})"
+
+
+def run_folder(name: str, *, drive_root: str = "/content/drive") -> Path:
+    """Where a run keeps its checkpoints: on Colab, Google Drive's ``MyDrive/sft-course/<name>`` (Drive is
+    mounted on first use, after Colab asks for permission), so that they outlive the runtime; elsewhere
+    ``checkpoints/<name>``. Introduced in notebook 08_finetune_pythia (resuming after a disconnect).
+    Raises ValueError for a name that is empty or holds a path separator."""
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise ValueError(f"name must be one folder name such as 'resume-demo', got {name!r}")
+    if "google.colab" not in sys.modules:
+        return Path("checkpoints") / name
+    from google.colab import drive
+
+    drive.mount(drive_root)
+    return Path(drive_root) / "MyDrive" / "sft-course" / name

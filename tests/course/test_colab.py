@@ -128,3 +128,24 @@ def test_on_colab_it_asks_for_a_restart_when_an_imported_package_changed(monkeyp
     run_setup_on_fake_colab(monkeypatch, upgrades={"tqdm": "4.70.0"})
     out = capsys.readouterr().out
     assert "pip changed tqdm" in out and "RESTART NEEDED" in out
+
+
+def test_a_run_folder_is_local_outside_colab_and_on_drive_inside(monkeypatch, tmp_path):
+    from pathlib import Path
+    from types import ModuleType
+
+    from sft_utils.course.colab import run_folder
+
+    assert run_folder("resume-demo") == Path("checkpoints/resume-demo")
+    mounted = []
+    colab, drive = ModuleType("google.colab"), ModuleType("google.colab.drive")
+    drive.mount = mounted.append
+    colab.drive = drive
+    monkeypatch.setitem(sys.modules, "google", sys.modules.get("google") or ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "google.colab.drive", drive)
+    assert run_folder("resume-demo", drive_root=str(tmp_path)) == tmp_path / "MyDrive/sft-course/resume-demo"
+    assert mounted == [str(tmp_path)]
+    for bad in ("", "a/b", "..", None):
+        with pytest.raises(ValueError, match="one folder name"):
+            run_folder(bad)
