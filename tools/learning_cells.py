@@ -349,8 +349,10 @@ NOTEBOOKS = {
             "write one training step: forward, masked loss, backward, gradient clipping, AdamW;",
             "run a loop that reports the loss on training and held-out conversations;",
             "prompt the model for a reply that stops at `<|endoftext|>`;",
-            "save checkpoints that a new session resumes exactly, and fit a larger Pythia with LoRA and gradient "
-            "checkpointing.",
+            (
+                "save checkpoints that a new session resumes exactly, and fit a larger Pythia with LoRA and gradient "
+                "checkpointing."
+            ),
         ],
         "prereq": "notebooks 01–07. A GPU for real sizes (a Colab T4 is enough); a CPU runs the smoke mode.",
         "exercises": [
