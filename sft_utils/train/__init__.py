@@ -4,9 +4,11 @@ config      TrainConfig                                        the run's setting
 precision   resolve_precision, autocast                        one precision policy for every path
 step        masked_loss_sum, train_step, accumulate_gradients  one batch's loss; the one optimizer step
 evaluate    evaluate                                           the one evaluator (token-weighted)
-loop        train                                              accumulation, schedule, DDP/FSDP, history
+loop        train                                              accumulation, schedule, LoRA, DDP/FSDP, history
+resume      checkpoints, find_checkpoint                       checkpoint-<step> folders a run resumes from
 checkpoint  save_checkpoint                                    save_pretrained, generation stopping at end of message
-generate    generate_reply, generate_replies, reply_metrics    greedy replies, stopped at end of message; exact match
+generate    generate_reply, generate_replies, reply_metrics    greedy replies, stopped at end of message or a role
+                                                               marker; exact match
 toy_run     toy_run, toy_record                                a toy-world run; one cell of notebook 07's experiment
 estimate    estimate_run_seconds                               a run's rough wall time
 cli         python -m sft_utils.train                          the same train() from the command line
@@ -21,6 +23,7 @@ from .evaluate import evaluate
 from .generate import generate_replies, generate_reply, reply_metrics
 from .loop import micro_batch_indices, train
 from .precision import PRECISIONS, autocast, resolve_precision
+from .resume import checkpoints, find_checkpoint
 from .step import accumulate_gradients, masked_loss_sum, move_batch, train_step
 
 __all__ = [
@@ -28,8 +31,10 @@ __all__ = [
     "TrainConfig",
     "accumulate_gradients",
     "autocast",
+    "checkpoints",
     "estimate_run_seconds",
     "evaluate",
+    "find_checkpoint",
     "generate_replies",
     "generate_reply",
     "masked_loss_sum",
