@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..chat_format import OPEN_ASSISTANT, ChatFormat
 from ..steps.mask import token_id
+from .generate import stop_token_ids
 
 
 def save_checkpoint(
@@ -14,8 +15,9 @@ def save_checkpoint(
 ) -> None:
     """``save_pretrained`` of model (safetensors) and tokenizer into ``output_dir``, by the main process
     only (every process must call it: under FSDP the full weights are gathered first). Sets ``eos_token_id``
-    to the format's end of message (``<|endoftext|>``, 0) so that generation from the reloaded folder stops
-    there. Raises ValueError when the tokenizer lacks that token."""
+    to the format's end of message (``<|endoftext|>``, 0), and the generation config's to it and the role
+    markers (:func:`sft_utils.train.generate.stop_token_ids`), so that generation from the reloaded folder
+    stops at the end of the reply, or where a made-up next turn would begin. Raises ValueError when the tokenizer lacks that token."""
     state_dict = None
     if accelerator is not None:
         accelerator.wait_for_everyone()
@@ -23,7 +25,9 @@ def save_checkpoint(
         model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
         if not accelerator.is_main_process:
             return
-    model.config.eos_token_id = model.generation_config.eos_token_id = token_id(tokenizer, chat_format.end_of_message)
+    model.config.eos_token_id = token_id(tokenizer, chat_format.end_of_message)
+    # generate() on the reloaded folder also stops where a made-up next turn would begin (a role marker)
+    model.generation_config.eos_token_id = list(stop_token_ids(tokenizer, chat_format))
     model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(output_dir, state_dict=state_dict)
     tokenizer.save_pretrained(output_dir)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from ..chat_format import COURSE_FORMATS
 from ..data.conversations import load_conversations
 from ..data.oasst import load_oasst1_conversations, split_by_tree
 from ..data.toy import TASKS, toy_conversations
@@ -36,6 +37,8 @@ from .generate import reply_metrics
 from .loop import train
 from .precision import PRECISIONS
 from .toy_run import HELD_OUT_CONVERSATIONS, TRAIN_CONVERSATIONS
+
+FORMATS = {f.name: f for f in COURSE_FORMATS.values()}  # "open-assistant", "chatml", "llama-3"
 
 
 def smoke_mode() -> bool:
@@ -77,6 +80,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--gradient-checkpointing", action="store_true", default=None, help="recompute activations: less memory"
+    )
+    parser.add_argument(
+        "--chat-format",
+        choices=FORMATS,
+        default="open-assistant",
+        help="the conversations' format (default open-assistant)",
     )
     parser.add_argument("--report-to", choices=REPORT_TO, help="log every step for TensorBoard (output-dir/runs)")
     parser.add_argument("--smoke", action="store_true", help="tiny CPU run (also with SFT_SMOKE=1 or no GPU)")
@@ -157,10 +166,11 @@ def main(argv=None) -> int:
     try:  # a bad --data file, --model name or data without trained tokens: one line, no traceback
         train_set, valid_set, source = load_data(args)
         say(f"data: {source}\n{len(train_set)} training, {len(valid_set)} validation conversations")
-        tokenizer = load_tokenizer(verbose=main_process)
+        chat_format = FORMATS[args.chat_format]
+        tokenizer = load_tokenizer(verbose=main_process, chat_format=chat_format)
         toy = toy_task_name(args.data) is not None
         model = load_model(config.model, seed=config.seed, verbose=main_process, random_weights=toy)
-        metrics = (lambda m: reply_metrics(m, tokenizer, valid_set)) if toy else None
+        metrics = (lambda m: reply_metrics(m, tokenizer, valid_set, chat_format=chat_format)) if toy else None
         model, history = train(
             config,
             model,
@@ -170,6 +180,7 @@ def main(argv=None) -> int:
             progress=not args.no_progress,
             eval_metrics=metrics,
             resume_from=args.resume,
+            chat_format=chat_format,
         )
     except (ValueError, OSError) as error:  # ConversationError is a ValueError
         print(f"python -m sft_utils.train: error: {error}", file=sys.stderr)

@@ -112,3 +112,19 @@ def test_padded_batch_replies_equal_one_by_one_when_rows_stop_at_a_marker(tiny_m
     assert "<|prompter|>" in stopped_at and None in stopped_at  # the rows do stop differently
     assert len({r["reply"] for r in alone if r["stopped_at"]}) > 1  # and at different steps
     assert together == alone
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("OPEN_ASSISTANT", {0: "<|endoftext|>", 50279: "<|prompter|>", 50280: "<|assistant|>", 50281: "<|system|>"}),
+        ("CHATML", {50278: "<|im_end|>", 50277: "<|im_start|>"}),
+        ("LLAMA3", {50280: "<|eot_id|>", 50278: "<|start_header_id|>"}),
+    ],
+)
+def test_every_format_stops_at_its_end_and_at_the_token_opening_a_header(name, expected):
+    import sft_utils
+    from sft_utils.train.generate import stop_token_ids
+
+    chat_format = getattr(sft_utils, name)
+    assert stop_token_ids(sft_utils.load_tokenizer(chat_format=chat_format, verbose=False), chat_format) == expected

@@ -128,7 +128,8 @@ def test_smoke_training_lowers_the_validation_assistant_only_loss(smoke_run, tok
 def test_checkpoint_round_trip_reproduces_logits_and_stops_at_endoftext(smoke_run, tokenizer):
     model, _, output_dir, _ = smoke_run
     reloaded = GPTNeoXForCausalLM.from_pretrained(output_dir).eval()
-    assert reloaded.config.eos_token_id == 0 and reloaded.generation_config.eos_token_id == 0
+    assert reloaded.config.eos_token_id == 0
+    assert reloaded.generation_config.eos_token_id == [0, 50279, 50280, 50281]  # the end, then each role marker
     ids = torch.tensor([tokenizer("<|prompter|>What is 15% of 80?<|endoftext|><|assistant|>")["input_ids"]])
     with torch.no_grad():
         assert torch.equal(model(ids).logits, reloaded(ids).logits)
@@ -241,3 +242,15 @@ def test_dropping_conversations_truncated_to_nothing_says_so(tokenizer, course_c
         examples, _ = tokenize_conversations(course_conversations, tokenizer, max_length=24, drop_untrained=True)
     assert len(examples) == 12 and all(trained_target_count(e) > 0 for e in examples)
     assert all(len(e["input_ids"]) <= 24 for e in examples)
+
+
+def test_the_command_line_trains_in_any_course_format(capsys):
+    from sft_utils import CHATML, LLAMA3, OPEN_ASSISTANT
+    from sft_utils.train.cli import FORMATS, parse_args
+
+    assert FORMATS == {"open-assistant": OPEN_ASSISTANT, "chatml": CHATML, "llama-3": LLAMA3}
+    assert parse_args(["--chat-format", "chatml"]).chat_format == "chatml"
+    assert parse_args([]).chat_format == "open-assistant"
+    with pytest.raises(SystemExit):
+        parse_args(["--chat-format", "zephyr"])
+    assert "invalid choice: 'zephyr'" in capsys.readouterr().err
