@@ -92,7 +92,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--data", type=Path, help=f"a JSONL of conversations instead of oasst1, or toy:TASK ({', '.join(TASKS)})"
     )
-    parser.add_argument("--lang", default="en", help="oasst1 language ('' for all)")
+    parser.add_argument("--lang", help="oasst1 language (default en; '' for all)")
     parser.add_argument(
         "--validation-fraction", type=float, help="share of trees held out (default 0.05; offline fallback 0.25)"
     )
@@ -109,6 +109,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--data toy:{task}: unknown toy task; tasks: {', '.join(TASKS)}")
     if args.resume is not None and args.resume != "latest" and not Path(args.resume).is_dir():
         parser.error(f"--resume {args.resume}: no such folder (give a checkpoint-<step> folder, or latest)")
+    for option, given in (("--smoke", args.smoke), ("--lang", args.lang is not None)):
+        if task is not None and given:  # the toy world has its own model size and no languages
+            parser.error(f"{option} does not apply to --data toy:TASK")
+        if args.data is not None and task is None and option == "--lang" and given:
+            parser.error("--lang applies to oasst1; a --data file is used as it is")
     if task is not None and args.validation_fraction is not None:
         parser.error(
             "--validation-fraction does not apply to --data toy:TASK: its held-out prompts are separate by construction"
@@ -150,7 +155,8 @@ def load_data(args):
     if args.data is None:
         # A fraction given on the command line holds for the offline fallback too (else it was silently ignored).
         given = {} if fraction is None else {"validation_fraction": fraction, "fallback_validation_fraction": fraction}
-        return load_oasst1_conversations(lang=args.lang or None, max_conversations=args.max_conversations, **given)
+        lang = "en" if args.lang is None else args.lang or None
+        return load_oasst1_conversations(lang=lang, max_conversations=args.max_conversations, **given)
     conversations = load_conversations(args.data)
     train_set, valid_set = split_by_tree(conversations, 0.05 if fraction is None else fraction)
     return train_set[: args.max_conversations], valid_set, f"{args.data.name}: {len(conversations)} conversations"

@@ -202,6 +202,10 @@ def test_a_bad_setting_is_named_before_any_work(setting, problem):
         (["--max-length", "1"], "--max-length must be an int >= 2"),
         (["--validation-fraction", "1.5"], "--validation-fraction must be between 0 and 1"),
         (["--max-conversations", "0"], "--max-conversations must be >= 1"),
+        (["--steps", "10", "--warmup-steps", "20"], "--warmup-steps (20) is longer than the run (steps=10)"),
+        (["--save-every", "5", "--output-dir", ""], "--save-every needs an output_dir"),
+        (["--lora-r", "0"], "--lora-r must be an int >= 1, got 0"),
+        (["--resume", "no/such/folder"], "--resume no/such/folder: no such folder"),
     ],
 )
 def test_the_command_line_names_a_bad_option(args, problem, capsys):
@@ -210,6 +214,22 @@ def test_the_command_line_names_a_bad_option(args, problem, capsys):
     with pytest.raises(SystemExit) as exit_:
         parse_args(["--smoke", *args])
     assert exit_.value.code == 2
+    assert problem in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, problem",
+    [
+        (["--data", "toy:facts", "--smoke"], "--smoke does not apply to --data toy:TASK"),
+        (["--data", "toy:facts", "--lang", "de"], "--lang does not apply to --data toy:TASK"),
+        (["--data", "x.jsonl", "--lang", "de"], "--lang applies to oasst1"),
+    ],
+)
+def test_the_command_line_refuses_an_option_that_would_be_ignored(args, problem, capsys):
+    from sft_utils.train.cli import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(args)
     assert problem in capsys.readouterr().err
 
 
