@@ -112,3 +112,18 @@ def test_padded_batch_replies_equal_one_by_one_when_rows_stop_at_a_marker(tiny_m
     assert "<|prompter|>" in stopped_at and None in stopped_at  # the rows do stop differently
     assert len({r["reply"] for r in alone if r["stopped_at"]}) > 1  # and at different steps
     assert together == alone
+
+
+def test_stop_tokens_are_the_end_and_the_tokens_that_open_a_header(tokenizer, format_tokenizer):
+    """ChatML's and Llama 3's headers are several tokens, all opened by one marker token: that token stops a reply."""
+    from sft_utils import CHATML, LLAMA3
+    from sft_utils.train.generate import stop_token_ids
+
+    assert stop_token_ids(tokenizer) == {
+        0: "<|endoftext|>",
+        50279: "<|prompter|>",
+        50280: "<|assistant|>",
+        50281: "<|system|>",
+    }
+    assert stop_token_ids(format_tokenizer(CHATML), CHATML) == {50278: "<|im_end|>", 50277: "<|im_start|>"}
+    assert stop_token_ids(format_tokenizer(LLAMA3), LLAMA3) == {50280: "<|eot_id|>", 50278: "<|start_header_id|>"}
