@@ -32,19 +32,20 @@ from sft_utils import (
     generation_prompt_ids,
     tokenize_conversation,
 )
+from sft_utils.chat_format import ZEPHYR
 from sft_utils.scale.preprocess import examples_from_packed, preprocess_dataset, tokenize_packed
 from sft_utils.scale.trl_route import chat_rows, trl_trainer
 from sft_utils.scale.truncation import truncation_report
 from sft_utils.steps.mask import header_ids
 from sft_utils.steps.template_mask import mask_from_template, without_generation_blocks
 
-FORMATS = [OPEN_ASSISTANT, CHATML, LLAMA3]
+FORMATS = [OPEN_ASSISTANT, CHATML, LLAMA3, ZEPHYR]  # Zephyr: notebook 06b's exercise, not a course format
 
 
 @pytest.fixture(scope="module")
 def tokenizers(tokenizer):
     """One tokenizer per format (its own tokens and chat template); Open-Assistant's is the session's."""
-    loaded = {F.name: sft_utils.load_tokenizer(chat_format=F, verbose=False) for F in (CHATML, LLAMA3)}
+    loaded = {F.name: sft_utils.load_tokenizer(chat_format=F, verbose=False) for F in (CHATML, LLAMA3, ZEPHYR)}
     return {OPEN_ASSISTANT.name: tokenizer, **loaded}
 
 
