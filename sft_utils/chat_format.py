@@ -239,6 +239,21 @@ LLAMA3 = ChatFormat(
     prefix="<|begin_of_text|>",
 )
 
+#: Zephyr's layout (the chat template of HuggingFaceH4's zephyr-7b-beta: ``<|user|>\n…</s>\n<|assistant|>\n…</s>\n``),
+#: the format notebook 06b's exercise asks a label mask for: ``<|system|>`` 50277, ``<|user|>`` 50278,
+#: ``<|assistant|>`` 50279, ``</s>`` 50280 on Pythia's tokenizer; a reply trains its text and ``</s>``, not its
+#: header nor the newline after ``</s>``. Not one of the course's formats (``sft_utils.exercises.ZEPHYR``).
+ZEPHYR = ChatFormat(
+    name="zephyr",
+    role_markers={PROMPTER: "<|user|>\n", ASSISTANT: "<|assistant|>\n", SYSTEM: "<|system|>\n"},
+    end_of_message="</s>",
+    added_tokens=("<|system|>", "<|user|>", "<|assistant|>", "</s>"),
+    pad_token=PYTHIA_PAD_TOKEN,
+    train_marker=False,
+    template="zephyr.jinja",
+    footer="\n",
+)
+
 #: The course's formats by the name ``sft_utils`` exports them under.
 COURSE_FORMATS = MappingProxyType({"OPEN_ASSISTANT": OPEN_ASSISTANT, "CHATML": CHATML, "LLAMA3": LLAMA3})
 

@@ -19,6 +19,20 @@ def tokenizer():
 
 
 @pytest.fixture(scope="session")
+def format_tokenizer(tokenizer):
+    """``format_tokenizer(F)``: Pythia's tokenizer with chat format F's tokens and template, loaded once per format
+    (Open-Assistant's is the session's ``tokenizer``)."""
+    loaded = {sft_utils.OPEN_ASSISTANT.added_tokens: tokenizer}
+
+    def load(chat_format):
+        if chat_format.added_tokens not in loaded:
+            loaded[chat_format.added_tokens] = sft_utils.load_tokenizer(chat_format=chat_format, verbose=False)
+        return loaded[chat_format.added_tokens]
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def course_conversations():
     return sft_utils.load_conversations(sft_utils.course_data_path())
 

@@ -306,6 +306,47 @@ NOTEBOOKS = {
             ),
         ],
     },
+    "06b_chat_templates": {
+        "learn": [
+            "render one conversation in today's chat templates (Open-Assistant, ChatML, Llama 3) and see what each trains;",
+            (
+                "get the mask from `apply_chat_template`'s `{% generation %}` blocks, and from a template without "
+                "them by rendering growing prefixes;"
+            ),
+            "check that TRL's `SFTTrainer` trains the same tokens, and see what adding tokens does to the embeddings;",
+            "choose which tokens of a reply to train (marker, text, end) from a measurement.",
+        ],
+        "prereq": (
+            "notebooks 01–06. The measurement at the end trains in notebook 07's toy world; its results are loaded "
+            "here."
+        ),
+        "exercises": [
+            (
+                "06b.1",
+                (
+                    "Zephyr's layout (`sft_utils.exercises.ZEPHYR`) writes `<|user|>\\n…</s>\\n<|assistant|>\\n…</s>\\n`. "
+                    "Write `zephyr_label_mask(input_ids)`: one 0/1 per token of a conversation in that format "
+                    "(`tokenize_conversation(…, chat_format=ZEPHYR)`'s ids), 1 on what the model must write after "
+                    "the generation prompt `<|assistant|>\\n`, up to where it stops. The check runs it on "
+                    "conversations you have not seen."
+                ),
+                (
+                    "zephyr_tokenizer = load_tokenizer(chat_format=sft_utils.exercises.ZEPHYR, verbose=False)\n\n\n"
+                    "def zephyr_label_mask(input_ids):\n"
+                    "    ...  # your code, using zephyr_tokenizer\n\n\n"
+                    "answer = None  # your function: answer = zephyr_label_mask"
+                ),
+            ),
+            (
+                "06b.2",
+                (
+                    "How many more tokens can the course's tokenizer (`len(tokenizer)` = 50 282) take before "
+                    "pythia-14m's embedding matrix needs `resize_token_embeddings`?"
+                ),
+                "answer = None  # a number of tokens",
+            ),
+        ],
+    },
     "07_train_it_yourself": {
         "learn": [
             "write the training loop yourself: micro-batches, token-weighted accumulation, clipping, AdamW, held-out evaluation;",
@@ -399,6 +440,7 @@ TITLES = {
     "04_shift": "04 · Shift",
     "05_project": "05 · Project",
     "06_masked_loss": "06 · Masked loss",
+    "06b_chat_templates": "06b · Chat templates",
     "07_train_it_yourself": "07 · Train it yourself",
     "08_finetune_pythia": "08 · Fine-tune Pythia",
 }
@@ -429,7 +471,7 @@ def top_cells(name: str) -> list:
 
 def end_cells(name: str) -> list:
     info = NOTEBOOKS[name]
-    number = name[:2]
+    number = name.split("_")[0]
     head = (
         "## Exercises\n\n"
         "Run the notebook from the top first (the exercises use its variables). Then replace `None` with your "

@@ -1,7 +1,7 @@
 """Checks for the notebooks' exercises: right or wrong, and why, without printing the solution.
 
-Introduced at the end of notebooks 01-08. An exercise id is ``"<notebook>.<number>"`` (``"03.1"``: notebook
-03, exercise 1). In a notebook::
+Introduced at the end of notebooks 01-08 and 06b. An exercise id is ``"<notebook>.<number>"`` (``"03.1"``:
+notebook 03, exercise 1; ``"06b.1"``: notebook 06b, exercise 1). In a notebook::
 
     answer = None  # your code
     sft_utils.exercises.check("03.1", answer)
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..chat_format import ASSISTANT, OPEN_ASSISTANT, PROMPTER, SYSTEM
+from ..chat_format import ASSISTANT, OPEN_ASSISTANT, PROMPTER, SYSTEM, ZEPHYR
 from ..data.conversations import course_data_path, load_conversations
 from ..steps.format import format_conversation
 from ..steps.loss import MaskedCrossEntropyLoss, per_token_nll
@@ -748,6 +748,112 @@ def _check_06_3(answer):
         "-log softmax(logits)[target] on each trained target, summed, divided by their number.",
         "one sum over all trained targets of the batch, one division by their count.",
     )
+
+
+# --- notebook 06b: chat templates ------------------------------------------------------------------------
+
+# ZEPHYR (sft_utils.chat_format) is the format exercise 06b.1 asks a label mask for: `sft_utils.exercises.ZEPHYR`.
+
+
+@functools.cache
+def _zephyr_tokenizer():
+    from ..steps.tokenize import load_tokenizer
+
+    return load_tokenizer(verbose=False, chat_format=ZEPHYR)
+
+
+@functools.cache
+def _zephyr_masks() -> dict:
+    """Token ids of each hidden conversation in Zephyr's format -> its label mask under ZEPHYR and under the
+    variants a typical mistake amounts to (a header trained, the end untrained, the footer trained …)."""
+    import dataclasses
+
+    variants = {
+        "right": {},
+        "marker": {"train_marker": True},
+        "header": {"train_marker": True, "train_header": True},
+        "no end": {"train_end": False},
+        "footer": {"train_footer": True},
+        "whole message": {"train_marker": True, "train_header": True, "train_footer": True},
+    }
+    masks = {}
+    for conversation in _HIDDEN:
+        messages = list(conversation)
+        by_variant = {}
+        for name, change in variants.items():
+            example = tokenize_conversation(
+                messages, _zephyr_tokenizer(), chat_format=dataclasses.replace(ZEPHYR, **change)
+            )
+            by_variant[name] = [int(m) for m in example["label_mask"]]
+        roles = [m["role"] for m in messages]
+        by_variant["others"] = [int(roles[i] != ASSISTANT) for i in example["message_indices"]]
+        masks[tuple(example["input_ids"])] = by_variant
+    return masks
+
+
+def _zephyr_variant(name: str):
+    return lambda input_ids: _zephyr_masks()[tuple(input_ids)][name]
+
+
+@exercise("06b.1", "write the label mask of a Zephyr conversation from its token ids: each reply's text and </s>")
+def _check_06b_1(answer):
+    mistakes = [
+        (
+            _zephyr_variant("whole message"),
+            (
+                "that trains every token of the assistant's messages, Open-Assistant's rule. Here the header "
+                "<|assistant|> and its newline come before generation starts, and the newline after </s> after "
+                "it stops: train from the reply's first text token to its </s>."
+            ),
+        ),
+        (
+            _zephyr_variant("header"),
+            "the header (<|assistant|> and its newline) is the generation prompt: the model reads it, never writes it.",
+        ),
+        (
+            _zephyr_variant("marker"),
+            "<|assistant|> is part of the header, which the prompt already holds: leave it untrained.",
+        ),
+        (
+            _zephyr_variant("no end"),
+            "each reply's </s> must be trained: it is how the model learns to stop.",
+        ),
+        (
+            _zephyr_variant("footer"),
+            "the newline after </s> is written after every message, and generation stops at </s>: leave it untrained.",
+        ),
+        (_zephyr_variant("others"), "that trains the user's and system's messages; the replies are the assistant's."),
+    ]
+    return _check_function(
+        answer,
+        "zephyr_label_mask",
+        "answer(input_ids)",
+        [(list(ids),) for ids in _zephyr_masks()],
+        _zephyr_variant("right"),
+        mistakes,
+        "after each <|assistant|> and its newline, 1 up to and including the next </s>; 0 everywhere else.",
+        "each reply's text and its </s>: what the model writes after the generation prompt, up to where it stops.",
+    )
+
+
+@exercise("06b.2", "how many more tokens the course's tokenizer can take before pythia-14m's embeddings need resizing")
+def _check_06b_2(answer):
+    answer = _number(answer, "a number of tokens")
+    rows, length = _pythia_14m().vocab_size, len(_tokenizer())
+    base = length - len(OPEN_ASSISTANT.added_tokens)
+    mistakes = [
+        (
+            rows - base,
+            "those are Pythia's spare rows before the course added its five tokens; count from len(tokenizer).",
+        ),
+        (rows, "that is every row of the embedding matrix; most of them already hold a token."),
+        (length, "that is len(tokenizer): the tokens that already have a row."),
+        (0, "the embedding matrix has more rows than the tokenizer has tokens: compare the two."),
+        (len(OPEN_ASSISTANT.added_tokens), "those are the tokens the course added; how many rows are still free?"),
+    ]
+    general = "rows of the embedding matrix (model.config.vocab_size) minus the tokens that have one (len(tokenizer))."
+    right = "vocab_size − len(tokenizer): ids up to 50 303 have a row; the next token needs resize_token_embeddings."
+    return _match(answer, rows - length, right, mistakes, general)
 
 
 # --- notebook 07: train it yourself ----------------------------------------------------------------------

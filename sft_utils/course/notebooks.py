@@ -26,9 +26,13 @@ NBVAL_TAGS = ("nbval-check-output", "nbval-ignore-output", "nbval-skip")
 NBVAL_COMMENT = re.compile(r"^\s*#+\s*(?:NBVAL_\w+|PYTEST_VALIDATE_IGNORE_OUTPUT)\s*$", re.MULTILINE)
 
 
+# Two digits, then an optional letter for a notebook placed between two others (06b comes after 06, before 07).
+NOTEBOOK_NAME = re.compile(r"\d\d[a-z]?_\w+\.ipynb")
+
+
 def course_notebooks(directory: Path = NOTEBOOK_DIR) -> list[Path]:
-    """The numbered notebooks (``01_….ipynb`` …), in order."""
-    return sorted(p for p in Path(directory).glob("[0-9][0-9]_*.ipynb"))
+    """The numbered notebooks (``01_….ipynb`` …, ``06b_….ipynb``), in order."""
+    return sorted(p for p in Path(directory).glob("[0-9][0-9]*.ipynb") if NOTEBOOK_NAME.fullmatch(p.name))
 
 
 def nbval_tags(cell) -> list[str]:

@@ -17,8 +17,24 @@ special token (``tokenize_conversation`` keeps it as text).
 
 from __future__ import annotations
 
+import re
+
 from .format import ConversationError, ConversationTypeError, check_message_list, conversation_name
 from .tokenize import check_tokenizer
+
+# A {% generation %} or {% endgeneration %} tag, with or without whitespace control ({%- … -%}); a Jinja comment.
+_GENERATION_TAG = re.compile(r"\{%-?\s*(?:end)?generation\s*-?%\}")
+_COMMENT = re.compile(r"\{#.*?#\}", re.DOTALL)
+
+
+def without_generation_blocks(chat_template: str) -> str:
+    """``chat_template`` as most model repositories ship theirs: its ``{% generation %}`` / ``{% endgeneration %}``
+    tags removed (what they enclose kept), and its Jinja comments too (so that no comment still names the tag,
+    which TRL's check for generation blocks would take for one). Renders the same strings. Raises TypeError for a
+    template that is not a str."""
+    if not isinstance(chat_template, str):
+        raise TypeError(f"chat_template must be a str (a Jinja template), got {type(chat_template).__name__}")
+    return _GENERATION_TAG.sub("", _COMMENT.sub("", chat_template))
 
 
 def _render(tokenizer, messages, chat_template, generation_prompt: bool = False) -> str:

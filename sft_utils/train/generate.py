@@ -28,13 +28,14 @@ from ..steps.tokenize import check_tokenizer
 
 
 def stop_token_ids(tokenizer, chat_format: ChatFormat = OPEN_ASSISTANT) -> dict[int, str]:
-    """Id -> token of every token that ends a reply: the format's end of message first, then the token that opens
-    each role's header (``{0: "<|endoftext|>", 50279: "<|prompter|>", 50280: "<|assistant|>", 50281: "<|system|>"}``
-    for Open-Assistant on Pythia; ``{50278: "<|im_end|>", 50277: "<|im_start|>"}`` for ChatML).
-    Raises ValueError when the tokenizer lacks one (load it with ``sft_utils.load_tokenizer(chat_format=…)``)."""
-    # A header of several tokens (ChatML's <|im_start|>assistant\n) starts with its marker token: stop there.
-    markers = [chat_format.marker_token(role) for role in chat_format.role_markers]
-    return {token_id(tokenizer, token): token for token in dict.fromkeys([chat_format.end_of_message, *markers])}
+    """Id -> token of every token that ends a reply: the format's end of message first, then the marker token that
+    opens each role's header (``{0: "<|endoftext|>", 50279: "<|prompter|>", 50280: "<|assistant|>", 50281:
+    "<|system|>"}`` for Pythia in Open-Assistant's format; ``{50278: "<|im_end|>", 50277: "<|im_start|>"}`` in
+    ChatML, whose headers all open with one token). Raises ValueError when the tokenizer lacks one (load it with
+    ``sft_utils.load_tokenizer(chat_format=…)``)."""
+    markers = dict.fromkeys(map(chat_format.marker_token, chat_format.role_markers))  # ChatML's: one, shared
+    tokens = [chat_format.end_of_message, *markers]
+    return {token_id(tokenizer, token): token for token in tokens}
 
 
 def cut_reply(ids: list[int], stops: dict[int, str]) -> tuple[list[int], str | None]:

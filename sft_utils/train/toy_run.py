@@ -1,14 +1,17 @@
 """One toy-world run: a random-weight model trained on a toy task, scored on its held-out prompts.
 
 Introduced in notebook 07_train_it_yourself, whose masked-versus-plain experiment is a grid of these runs
-(also ``benchmarks/toy_learning.py`` and ``python -m sft_utils.train --data toy:TASK``).
+(also ``benchmarks/toy_learning.py`` and ``python -m sft_utils.train --data toy:TASK``); notebook
+06b_chat_templates reads a second grid, which tokens of a reply to train (``benchmarks/which_tokens.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
+from types import MappingProxyType
 
-from ..chat_format import OPEN_ASSISTANT, ChatFormat
+from ..chat_format import CHATML, OPEN_ASSISTANT, ChatFormat
 from ..data.toy import toy_conversations
 from ..models.pythia import load_model
 from .config import TrainConfig
@@ -26,6 +29,17 @@ EXPERIMENT_LOSSES = {
     "plain": {"loss": "plain"},
 }
 EXPERIMENT_STEPS = {"last_word": 450, "facts": 200, "copy": 600, "reverse": 600, "remember": 600}
+
+# Notebook 06b's question, which tokens of a reply to train, measured on ``facts`` (benchmarks/which_tokens.py):
+# each choice is a chat format whose label mask trains those tokens (the reply's text always).
+TOKEN_CHOICES = MappingProxyType(
+    {
+        "marker + text + end": OPEN_ASSISTANT,
+        "text + end": dataclasses.replace(OPEN_ASSISTANT, name="open-assistant, marker untrained", train_marker=False),
+        "marker + text": dataclasses.replace(OPEN_ASSISTANT, name="open-assistant, end untrained", train_end=False),
+        "ChatML: text + end": CHATML,
+    }
+)
 
 
 def toy_run(
@@ -61,16 +75,26 @@ def first_step_reaching(history: dict, level: float, key: str = "exact_match") -
     return next((s for s, v in zip(history["eval_step"], history[key], strict=True) if v >= level), None)
 
 
-def toy_record(task: str, loss: str, seed: int, tokenizer, steps: int | None = None) -> dict:
+def toy_record(
+    task: str,
+    loss: str,
+    seed: int,
+    tokenizer,
+    steps: int | None = None,
+    *,
+    chat_format: ChatFormat = OPEN_ASSISTANT,
+) -> dict:
     """One cell of the experiment: :func:`toy_run` with the loss named ``loss`` (a key of
-    ``EXPERIMENT_LOSSES``), as a JSON-ready record: the evaluations (``eval_step``, ``exact_match``,
-    ``stop_rate``, ``valid_loss``), ``train_loss``, ``seconds`` (evaluations included), ``seconds_per_step``
-    (median, the step alone) and ``to_50`` / ``to_90`` (first evaluation step at that exact match, or None)."""
+    ``EXPERIMENT_LOSSES``) in ``chat_format`` (``tokenizer`` must hold its tokens), as a JSON-ready record:
+    ``chat_format`` (its name), the evaluations (``eval_step``, ``exact_match``, ``stop_rate``,
+    ``valid_loss``), ``train_loss``, ``seconds`` (evaluations included), ``seconds_per_step`` (median, the
+    step alone) and ``to_50`` / ``to_90`` (first evaluation step at that exact match, or None)."""
     steps = steps or EXPERIMENT_STEPS[task]
-    _, history = toy_run(task, tokenizer, steps=steps, seed=seed, **EXPERIMENT_LOSSES[loss])
+    _, history = toy_run(task, tokenizer, steps=steps, seed=seed, chat_format=chat_format, **EXPERIMENT_LOSSES[loss])
     return {
         "task": task,
         "loss": loss,
+        "chat_format": chat_format.name,
         "seed": seed,
         "steps": steps,
         **{k: history[k] for k in ("eval_step", "exact_match", "stop_rate", "valid_loss", "train_loss", "seconds")},

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..chat_format import OPEN_ASSISTANT
+from ..chat_format import OPEN_ASSISTANT, ChatFormat, check_chat_format
 from ..steps.example import check_example, column, describe
-from ..steps.mask import check_max_length
+from ..steps.mask import check_max_length, header_ids, written_ids
 from ..steps.shift import shift_for_next_token
 from ..steps.tokenize import check_tokenizer
 from .palette import (
@@ -74,15 +74,33 @@ def _span(classes: str, text: str, tooltip: str, style: str) -> str:
     )
 
 
-def _roles_of_messages(tokenizer, input_ids: list, message_indices: list) -> dict:
-    """Message index -> role, read off the role marker that opens each message (as tokenize_conversation builds it)."""
-    marker_roles = {
-        tokenizer.convert_tokens_to_ids(marker): role for role, marker in OPEN_ASSISTANT.role_markers.items()
-    }
+def _roles_of_messages(tokenizer, input_ids: list, message_indices: list, chat_format: ChatFormat) -> dict:
+    """Message index -> role, read off the header that opens each message (as tokenize_conversation builds it):
+    the role whose header ids the message's first ids share most of, after the format's prefix (message 0's);
+    ``"?"`` when no header matches. Raises ValueError, as :func:`sft_utils.steps.mask.header_ids`, for a
+    tokenizer without the format's tokens."""
+    headers = {role: header_ids(tokenizer, chat_format, role) for role in chat_format.role_markers}
+    prefix = written_ids(tokenizer, chat_format, chat_format.prefix)
+    starts = {}
+    for t, index in enumerate(message_indices):
+        starts.setdefault(index, t)
     roles = {}
-    for token_id, index in zip(input_ids, message_indices):
-        roles.setdefault(index, marker_roles.get(token_id, "?"))
+    for index, start in starts.items():
+        if index == 0 and input_ids[start : start + len(prefix)] == prefix:
+            start += len(prefix)
+        shared = {role: _shared_prefix(input_ids[start : start + len(ids)], ids) for role, ids in headers.items()}
+        best = max(shared.values(), default=0)
+        matches = [role for role, n in shared.items() if n == best]
+        roles[index] = matches[0] if best and len(matches) == 1 else "?"
     return roles
+
+
+def _shared_prefix(a: list, b: list) -> int:
+    """How many leading ids ``a`` and ``b`` share."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 def _wrap(
@@ -166,7 +184,15 @@ def _no_target_warning(label_mask: list, keep: int, max_length) -> str:
     return ""
 
 
-def token_chips(example, tokenizer, *, view: str = "label_mask", max_length: int | None = None, title=None) -> str:
+def token_chips(
+    example,
+    tokenizer,
+    *,
+    view: str = "label_mask",
+    max_length: int | None = None,
+    title=None,
+    chat_format: ChatFormat = OPEN_ASSISTANT,
+) -> str:
     """One chip per token, coloured by ``view``; a legend and the counts line under it. Returns HTML (str).
 
     Args:
@@ -181,6 +207,8 @@ def token_chips(example, tokenizer, *, view: str = "label_mask", max_length: int
             ``removed``) and the counts are those of the kept tokens; a warning appears when no trained
             target is left.
         title: a line above the chips.
+        chat_format: the format the example was tokenized in (:mod:`sft_utils.chat_format`), whose headers
+            tell each message's role; the tokenizer must hold its tokens.
 
     Every chip has ``class="chip mask-0|1 msg-i role-r"`` (plus ``pad`` / ``removed``) and a tooltip with
     its position, id, string, message index and role, and mask value.
@@ -188,8 +216,11 @@ def token_chips(example, tokenizer, *, view: str = "label_mask", max_length: int
     Raises ValueError on an unknown view, a missing key, sequences of different lengths, no token, a bad
     ``max_length``, or the message/role view without ``message_indices``; TypeError for an example that is not
     a dict (a list of examples: one at a time) or whose columns are not lists of ints, and for a ``tokenizer``
-    that is not a tokenizer object (as :func:`sft_utils.steps.example.check_example`).
+    that is not a tokenizer object (as :func:`sft_utils.steps.example.check_example`) or a ``chat_format`` that is
+    not a ChatFormat; ValueError, naming the token and the call that loads it, for a tokenizer without the format's
+    tokens.
     """
+    check_chat_format(chat_format)
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
     ex = _check_example(example, tokenizer)
@@ -198,7 +229,7 @@ def token_chips(example, tokenizer, *, view: str = "label_mask", max_length: int
     ids, mask, attention = ex["input_ids"], ex["label_mask"], ex["attention_mask"]
     indices = ex.get("message_indices", [None] * len(ids))
     keep = _check_max_length(max_length, len(ids))
-    roles = _roles_of_messages(tokenizer, ids, indices)
+    roles = _roles_of_messages(tokenizer, ids, indices, chat_format)
     chips = []
     for t, (token_id, text, index, trained, real) in enumerate(
         zip(ids, token_strings(tokenizer, ids), indices, mask, attention)
@@ -253,6 +284,7 @@ def shifted_chips(
     token_loss=None,
     vmax: float | None = None,
     title=None,
+    chat_format: ChatFormat = OPEN_ASSISTANT,
 ) -> str:
     """Memo step 4 drawn: two aligned rows, each input token above its target. Returns HTML (str).
 
@@ -268,6 +300,7 @@ def shifted_chips(
         vmax: loss mapped to full red, in nats (default: the course's fixed scale, ln 50 304 = 10.8 nats, a
             uniform guess over Pythia's vocabulary, so that redness means the same in every notebook).
         title: a line above the chips.
+        chat_format: the format the example was tokenized in, as :func:`token_chips`.
 
     Columns have ``class="col"``; input chips ``chip input``; target chips ``chip target mask-0|1`` (plus
     ``hatched`` untrained under a loss, ``pad``, ``removed``). Tooltips give the position, both tokens,
@@ -277,13 +310,14 @@ def shifted_chips(
     that is not of length T-1 or not 1-d, or a ``vmax`` that is not a number > 0; TypeError for a ``token_loss``
     that is not a list or 1-d array of numbers.
     """
+    check_chat_format(chat_format)
     ex = _check_example(example, tokenizer)
     shifted = shift_for_next_token(ex)
     inputs, targets, target_mask = shifted["input_ids"], shifted["targets"], shifted["label_masks"]
     n = len(targets)
     target_real = ex["attention_mask"][1:]
     indices = ex.get("message_indices", [None] * (n + 1))[1:]
-    roles = _roles_of_messages(tokenizer, ex["input_ids"], ex.get("message_indices", [None] * (n + 1)))
+    roles = _roles_of_messages(tokenizer, ex["input_ids"], ex.get("message_indices", [None] * (n + 1)), chat_format)
     keep = _check_max_length(max_length, n + 1) - 1  # L kept tokens give L-1 targets
     losses = None
     if token_loss is not None:

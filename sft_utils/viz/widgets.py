@@ -14,7 +14,7 @@ import json
 
 import ipywidgets as widgets
 
-from ..chat_format import OPEN_ASSISTANT
+from ..chat_format import OPEN_ASSISTANT, ChatFormat, check_chat_format
 from ..data.conversations import course_data_path, load_conversations
 from ..steps.format import ASSISTANT, PROMPTER, ConversationError, check_conversations, normalize_messages
 from ..steps.mask import tokenize_conversation
@@ -27,7 +27,7 @@ _WIDE_LABEL = {"description_width": "initial"}  # show "conversation" and "max_l
 TYPED = "typed"  # the picker's value when the conversation comes from the text box
 
 
-def parse_typed_conversation(text: str) -> list[dict]:
+def parse_typed_conversation(text: str, *, chat_format: ChatFormat = OPEN_ASSISTANT) -> list[dict]:
     """A conversation typed into the viewer's text box -> normalised messages.
 
     Two forms: JSON (a list of ``{"role", "text"|"content"}`` messages, or an object with a ``messages``
@@ -35,9 +35,11 @@ def parse_typed_conversation(text: str) -> list[dict]:
     prompter, assistant, prompter, … (blank lines are skipped; write ``\\n`` for a newline inside a message).
 
     Raises ConversationError (naming the typed conversation) on empty text, invalid JSON, a JSON object
-    without ``messages``, a single plain line (a prompt without a reply), or invalid messages; TypeError when
-    ``text`` is not a str (messages already parsed go to :func:`sft_utils.normalize_messages`).
+    without ``messages``, a single plain line (a prompt without a reply; the message names any of
+    ``chat_format``'s marker tokens typed in it), or invalid messages; TypeError when ``text`` is not a str (messages
+    already parsed go to :func:`sft_utils.normalize_messages`) or ``chat_format`` not a ChatFormat.
     """
+    check_chat_format(chat_format)
     if not isinstance(text, str):
         raise TypeError(f"text must be the str typed in the text box, got {type(text).__name__}")
     text = text.strip()
@@ -57,7 +59,8 @@ def parse_typed_conversation(text: str) -> list[dict]:
     else:
         lines = [line.strip().replace("\\n", "\n") for line in text.splitlines() if line.strip()]
         if len(lines) == 1:  # else "no assistant message" from tokenize_conversation, about generation prompts
-            markers = [m for m in OPEN_ASSISTANT.role_markers.values() if m in lines[0]]
+            tokens = dict.fromkeys(map(chat_format.marker_token, chat_format.role_markers))
+            markers = [m for m in tokens if m in lines[0]]
             typed = f"; markers typed in a line ({', '.join(markers)}) stay plain text" if markers else ""
             raise ConversationError(
                 "typed conversation: one line is the prompter's message only; write the assistant's reply on the "
@@ -95,6 +98,9 @@ class MaskViewer(widgets.VBox):
             (``MaskedCrossEntropyLoss(reduction="none")``, nats) drawn as red intensity.
         selected: the name of the conversation shown first (default: the first).
         view: ``"message"``, ``"role"``, ``"label_mask"``, ``"shifted"`` or ``"loss"``.
+        chat_format: the format the conversations are tokenized in (:mod:`sft_utils.chat_format`; default
+            Open-Assistant's); the tokenizer must hold its tokens (``load_tokenizer(chat_format=…)``, the default
+            tokenizer is loaded so).
 
     Controls (public attributes, set ``.value`` to drive them from code): ``picker`` (Dropdown of names,
     plus ``"typed"``), ``text`` (Textarea: JSON or alternating lines; typing switches the picker to it),
@@ -103,12 +109,24 @@ class MaskViewer(widgets.VBox):
 
     Raises ValueError on an empty list of conversations or an unknown ``selected`` / ``view``; TypeError for
     a single conversation (a dict, or one list of messages) where the list of conversations goes, a ``tokenizer``
-    that is not a tokenizer object (a name: load it first) or a ``model`` that is not a transformers model.
+    that is not a tokenizer object (a name: load it first), a ``model`` that is not a transformers model or a
+    ``chat_format`` that is not a ChatFormat. A tokenizer without the format's tokens shows its ValueError (naming
+    the token and the call that loads it) in place of the chips.
     """
 
-    def __init__(self, conversations=None, tokenizer=None, *, model=None, selected=None, view="label_mask"):
+    def __init__(
+        self,
+        conversations=None,
+        tokenizer=None,
+        *,
+        model=None,
+        selected=None,
+        view="label_mask",
+        chat_format: ChatFormat = OPEN_ASSISTANT,
+    ):
+        check_chat_format(chat_format)
         if tokenizer is None:
-            tokenizer = load_tokenizer(verbose=False)
+            tokenizer = load_tokenizer(verbose=False, chat_format=chat_format)
         check_tokenizer(tokenizer)
         if model is not None:
             check_model(model)
@@ -123,7 +141,7 @@ class MaskViewer(widgets.VBox):
         views = VIEW_OPTIONS + ([("loss", "loss")] if model is not None else [])
         if view not in [v for _, v in views]:
             raise ValueError(f"view must be one of {[v for _, v in views]}, got {view!r}")
-        self.tokenizer, self.model = tokenizer, model
+        self.tokenizer, self.model, self.chat_format = tokenizer, model, chat_format
         self._losses = {}  # conversation key -> per-target loss, computed once
 
         self.picker = widgets.Dropdown(
@@ -167,10 +185,12 @@ class MaskViewer(widgets.VBox):
     def _on_conversation(self, change=None):
         try:
             if self.picker.value == TYPED:
-                messages = parse_typed_conversation(self.text.value)
+                messages = parse_typed_conversation(self.text.value, chat_format=self.chat_format)
             else:
                 messages = self.conversations[self.picker.value]
-            example = tokenize_conversation(messages, self.tokenizer, conversation_id=self.conversation_name)
+            example = tokenize_conversation(
+                messages, self.tokenizer, conversation_id=self.conversation_name, chat_format=self.chat_format
+            )
         except (ConversationError, ValueError) as e:
             self._messages, self._example, self._error = None, None, str(e)
             self._render()
@@ -206,13 +226,12 @@ class MaskViewer(widgets.VBox):
         if self._example is None:
             return f'<div class="sft-chips-error" style="color:#b91c1c">⚠ {html.escape(self._error)}</div>'
         title = f"{self.conversation_name} · {self.view.label} view"
-        max_length = self.max_length.value
+        options = {"max_length": self.max_length.value, "title": title, "chat_format": self.chat_format}
         if self.view.value == "shifted":
-            return shifted_chips(self._example, self.tokenizer, max_length=max_length, title=title)
+            return shifted_chips(self._example, self.tokenizer, **options)
         if self.view.value == "loss":
-            loss = self._token_loss()
-            return shifted_chips(self._example, self.tokenizer, max_length=max_length, token_loss=loss, title=title)
-        return token_chips(self._example, self.tokenizer, view=self.view.value, max_length=max_length, title=title)
+            return shifted_chips(self._example, self.tokenizer, token_loss=self._token_loss(), **options)
+        return token_chips(self._example, self.tokenizer, view=self.view.value, **options)
 
     def _render(self, change=None):
         self.html.value = self.to_html()

@@ -15,7 +15,7 @@ from sft_utils.course.notebooks import NOTEBOOK_DIR, course_notebooks
 from sft_utils.train import masked_loss_sum
 
 SOLUTIONS = NOTEBOOK_DIR / "solutions"
-CHECK_CALL = re.compile(r"exercises\.check\(\s*[\"'](\d\d\.\d+)[\"']")
+CHECK_CALL = re.compile(r"exercises\.check\(\s*[\"'](\d\d[a-z]?\.\d+)[\"']")
 
 
 def solution(exercise_id: str):
@@ -67,7 +67,7 @@ def test_every_notebook_has_two_or_three_exercises_and_every_check_exists():
     for path in course_notebooks():
         ids = checked_ids(path)
         assert 2 <= len(ids) <= 3, (path.name, ids)
-        assert all(i.startswith(path.name[:2] + ".") for i in ids), (path.name, ids)
+        assert all(i.startswith(path.name.split("_")[0] + ".") for i in ids), (path.name, ids)
         used += ids
     assert sorted(used) == sorted(exercises.EXERCISES)
 
@@ -212,6 +212,55 @@ def test_07_1_right_gradients_wrong_loss_and_no_backward():
     right = solution("07.1")
     assert "return the step's loss" in hint("07.1", lambda model, micro: right(model, micro) * 2)
     assert "no gradient reached the weights" in hint("07.1", lambda model, micro: 1.0)
+
+
+def test_06b_1_typical_mistakes():
+    """Zephyr's memo-hello-like conversations: each mistake is one part of a message trained or left out."""
+    import dataclasses
+
+    right = solution("06b.1")
+    zephyr = exercises.ZEPHYR
+    tokenizer = sft_utils.load_tokenizer(chat_format=zephyr, verbose=False)
+    assistant, end, newline = tokenizer.convert_tokens_to_ids(["<|assistant|>", "</s>"]) + [187]
+
+    def changed(positions):
+        """``right`` with the mask also set (or cleared, for </s>) at tokens chosen by ``positions``."""
+
+        def mask(ids):
+            ours = right(ids)
+            for t in positions(ids):
+                ours[t] = 1 - ours[t]
+            return ours
+
+        return mask
+
+    after = lambda ids, token, step: [t + step for t, i in enumerate(ids) if i == token and t + step < len(ids)]
+    markers = lambda ids: after(ids, assistant, 0)
+    header = lambda ids: after(ids, assistant, 0) + after(ids, assistant, 1)
+    ends = lambda ids: [t for t in after(ids, end, 0) if right(ids)[t]]
+    footers = lambda ids: [t + 1 for t in ends(ids) if t + 1 < len(ids) and ids[t + 1] == newline]
+    assert "the prompt already holds" in hint("06b.1", changed(markers))
+    assert "the model reads it, never writes it" in hint("06b.1", changed(header))
+    assert "learns to stop" in hint("06b.1", changed(ends))
+    assert "generation stops at </s>" in hint("06b.1", changed(footers))
+    whole_messages = changed(lambda ids: header(ids) + footers(ids))
+    assert "Open-Assistant's rule" in hint("06b.1", whole_messages)
+    hello = next(c for c in load_conversations(course_data_path()) if c["id"] == "memo-hello")["messages"]
+    example = tokenize_conversation(hello, tokenizer, chat_format=zephyr)
+    assert right(example["input_ids"]) == [int(m) for m in example["label_mask"]]
+    assert right(example["input_ids"]) == [0] * 12 + [1] * 5 + [0] * 12 + [1] * 6 + [0]  # 2 replies, 4 + 5 text
+    oa_like = dataclasses.replace(zephyr, train_marker=True, train_header=True, train_footer=True)
+    assert example["input_ids"] == tokenize_conversation(hello, tokenizer, chat_format=oa_like)["input_ids"]
+    assert "user's and system's" in hint("06b.1", lambda ids: [1 - m for m in whole_messages(ids)])
+    assert "raised ZeroDivisionError" in hint("06b.1", lambda ids: 1 / 0)
+
+
+def test_06b_2_mistakes():
+    assert solution("06b.2") == 50304 - 50282 == 22
+    assert "before the course added its five" in hint("06b.2", 27)
+    assert "every row" in hint("06b.2", 50304)
+    assert "already have a row" in hint("06b.2", 50282)
+    assert "compare the two" in hint("06b.2", 0)
 
 
 def test_08_mistakes():

@@ -18,8 +18,6 @@ token typed in a message (``<|endoftext|>`` in the course's ``format-question``)
 as text. On those conversations the three ecosystem routes are checked against each other instead.
 """
 
-import copy
-import tempfile
 import warnings
 
 import pytest
@@ -34,18 +32,20 @@ from sft_utils import (
     generation_prompt_ids,
     tokenize_conversation,
 )
+from sft_utils.chat_format import ZEPHYR
 from sft_utils.scale.preprocess import examples_from_packed, preprocess_dataset, tokenize_packed
+from sft_utils.scale.trl_route import chat_rows, trl_trainer
 from sft_utils.scale.truncation import truncation_report
 from sft_utils.steps.mask import header_ids
-from sft_utils.steps.template_mask import mask_from_template
+from sft_utils.steps.template_mask import mask_from_template, without_generation_blocks
 
-FORMATS = [OPEN_ASSISTANT, CHATML, LLAMA3]
+FORMATS = [OPEN_ASSISTANT, CHATML, LLAMA3, ZEPHYR]  # Zephyr: notebook 06b's exercise, not a course format
 
 
 @pytest.fixture(scope="module")
 def tokenizers(tokenizer):
     """One tokenizer per format (its own tokens and chat template); Open-Assistant's is the session's."""
-    loaded = {F.name: sft_utils.load_tokenizer(chat_format=F, verbose=False) for F in (CHATML, LLAMA3)}
+    loaded = {F.name: sft_utils.load_tokenizer(chat_format=F, verbose=False) for F in (CHATML, LLAMA3, ZEPHYR)}
     return {OPEN_ASSISTANT.name: tokenizer, **loaded}
 
 
@@ -62,7 +62,7 @@ def typed_special_tokens(tokenizer, conversation) -> list[str]:
 def untagged(chat_format) -> str:
     """The format's template without its ``{% generation %}`` blocks (their contents kept)."""
     template = chat_format.chat_template()
-    stripped = template.replace("{%- generation -%}", "").replace("{%- endgeneration -%}", "")
+    stripped = without_generation_blocks(template)
     assert "{%- generation -%}" in template and "generation -%}" not in stripped
     return stripped
 
@@ -146,29 +146,8 @@ def test_generation_prompts_end_with_the_assistant_header(chat_format, tokenizer
 def trl_examples(tokenizer, conversations) -> list[dict]:
     """TRL's ``SFTTrainer`` preprocessing (``assistant_only_loss=True``) of each conversation, collated one by
     one by TRL's own collator: ``input_ids`` and ``labels``, tensors ``[1, T]``."""
-    for module in ("trl", "datasets", "trl.trainer.sft_trainer"):
-        pytest.importorskip(module, exc_type=ImportError)
-    import torch
-    from datasets import Dataset
-    from transformers import GPTNeoXForCausalLM
-    from trl import SFTConfig, SFTTrainer
-
-    rows = [{"messages": ecosystem_form(c["messages"])} for c in conversations]
-    torch.manual_seed(0)
-    model = GPTNeoXForCausalLM(sft_utils.pythia_config("pythia-14m"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # transformers' own deprecations, seen through TRL
-        args = SFTConfig(
-            output_dir=tempfile.mkdtemp(prefix="sft-course-trl-"),
-            assistant_only_loss=True,
-            max_length=None,
-            report_to="none",
-            use_cpu=True,
-            bf16=False,
-        )
-        trainer = SFTTrainer(
-            model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=copy.deepcopy(tokenizer)
-        )
+    pytest.importorskip("trl.trainer.sft_trainer", exc_type=ImportError)
+    trainer = trl_trainer(chat_rows(conversations), tokenizer, assistant_only_loss=True)
     assert len(trainer.train_dataset) == len(conversations)
     return [trainer.data_collator([row]) for row in trainer.train_dataset]
 

@@ -16,48 +16,24 @@ is exactly the ``"labels"`` convention of ``AssistantOnlyCollator``. Where they 
 The same comparison for ChatML and Llama 3, on every course and shared conversation: test_formats.py.
 """
 
-import copy
-import tempfile
-import warnings
-
 import pytest
 
-# trl is in the dev extra; skip (saying why) where it is absent or cannot import (a mismatched dependency)
+# skip (saying why) where trl cannot import (a mismatched dependency)
 for module in ("trl", "datasets", "trl.trainer.sft_trainer"):
     pytest.importorskip(module, exc_type=ImportError)
 
 import torch
-from datasets import Dataset
-from transformers import GPTNeoXForCausalLM
-from trl import SFTConfig, SFTTrainer
 
-from sft_utils import AssistantOnlyCollator, pythia_config, tokenize_conversation, tokenize_conversations
+from sft_utils import AssistantOnlyCollator, tokenize_conversation, tokenize_conversations
+from sft_utils.scale.trl_route import chat_rows, trl_trainer
 
 NAMES = ["memo-hello", "capital-single", "haiku-system", "python-code", "chinese-tea"]
 
 
 def trl_batch(tokenizer, conversations, max_length=None, kept=None):
     """TRL's own preprocessing and collator on these conversations, as the ecosystem's ``messages``."""
-    rows = [
-        {"messages": [{"role": "user" if m["role"] == "prompter" else m["role"], "content": m["text"]} for m in c]}
-        for c in conversations
-    ]
-    torch.manual_seed(0)
-    model = GPTNeoXForCausalLM(pythia_config("pythia-14m"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # transformers' own deprecations, seen through TRL
-        args = SFTConfig(
-            output_dir=tempfile.mkdtemp(prefix="sft-course-trl-"),
-            assistant_only_loss=True,
-            max_length=max_length,
-            report_to="none",
-            use_cpu=True,
-            bf16=False,  # fp32 as sft_utils' own CPU runs: accelerate keeps the first precision of the process
-        )
-        # a copy: the trainer may adjust its tokenizer, and the session's is shared by other tests
-        trainer = SFTTrainer(
-            model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=copy.deepcopy(tokenizer)
-        )
+    rows = chat_rows([{"messages": c} for c in conversations])
+    trainer = trl_trainer(rows, tokenizer, assistant_only_loss=True, max_length=max_length)
     assert len(trainer.train_dataset) == (len(conversations) if kept is None else kept)
     return trainer.data_collator(list(trainer.train_dataset))
 

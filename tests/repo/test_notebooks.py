@@ -1,4 +1,4 @@
-"""The committed notebooks: all eight, executed, clean, and checked by nbval where it matters.
+"""The committed notebooks: all nine, executed, clean, and checked by nbval where it matters.
 
 nbval itself (``pytest --nbval-lax``) re-runs them; these tests check what nbval does not. nbval's controls
 are cell tags (``nbval-check-output`` …), never ``# NBVAL_*`` comments in the learners' code.
@@ -16,12 +16,13 @@ EXPECTED = [
     "04_shift",
     "05_project",
     "06_masked_loss",
+    "06b_chat_templates",
     "07_train_it_yourself",
     "08_finetune_pythia",
 ]
 
 
-def test_the_eight_notebooks_in_order():
+def test_the_nine_notebooks_in_order():
     assert [p.stem for p in course_notebooks()] == EXPECTED
 
 
@@ -93,7 +94,8 @@ def test_each_run_time_is_written_once_and_the_readme_agrees():
     readme = {
         name: int(seconds)
         for name, seconds in re.findall(
-            r"\]\(notebooks/(\d\d_\w+)\.ipynb\) \|[^\n]*\| (\d+) s[^|]*\| \[open\]", (root / "README.md").read_text()
+            r"\]\(notebooks/(\d\d[a-z]?_\w+)\.ipynb\) \|[^\n]*\| (\d+) s[^|]*\| \[open\]",
+            (root / "README.md").read_text(),
         )
     }
     assert readme == {name: entry["cpu_seconds"] for name, entry in times.items()}

@@ -2,8 +2,8 @@
 
 import pytest
 
-from sft_utils import OPEN_ASSISTANT, ConversationError
-from sft_utils.steps.template_mask import mask_from_template
+from sft_utils import CHATML, LLAMA3, OPEN_ASSISTANT, ConversationError
+from sft_utils.steps.template_mask import mask_from_template, without_generation_blocks
 
 from .test_chat_template import ecosystem_form, hf_encoding
 
@@ -39,3 +39,19 @@ def test_a_template_that_rewrites_earlier_messages_is_refused(tokenizer):
     messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
     with pytest.raises(ConversationError, match="conversation 'hi', message 1: the template is not prefix-stable"):
         mask_from_template(messages, tokenizer, chat_template=counting, conversation_id="hi")
+
+
+@pytest.mark.parametrize("chat_format", [OPEN_ASSISTANT, CHATML, LLAMA3], ids=lambda f: f.name)
+def test_without_generation_blocks_renders_the_same_strings(chat_format, format_tokenizer, course_conversations):
+    tokenizer = format_tokenizer(chat_format)
+    template = chat_format.chat_template()
+    stripped = without_generation_blocks(template)
+    assert "generation -%}" in template and "generation -%}" not in stripped and "{#" not in stripped
+    for conversation in course_conversations:
+        messages = ecosystem_form(conversation["messages"])
+        for prompt in (False, True):
+            assert tokenizer.apply_chat_template(
+                messages, tokenize=False, chat_template=stripped, add_generation_prompt=prompt
+            ) == tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=prompt)
+    with pytest.raises(TypeError, match="chat_template must be a str"):
+        without_generation_blocks(None)

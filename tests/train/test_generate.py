@@ -114,17 +114,16 @@ def test_padded_batch_replies_equal_one_by_one_when_rows_stop_at_a_marker(tiny_m
     assert together == alone
 
 
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("OPEN_ASSISTANT", {0: "<|endoftext|>", 50279: "<|prompter|>", 50280: "<|assistant|>", 50281: "<|system|>"}),
-        ("CHATML", {50278: "<|im_end|>", 50277: "<|im_start|>"}),
-        ("LLAMA3", {50280: "<|eot_id|>", 50278: "<|start_header_id|>"}),
-    ],
-)
-def test_every_format_stops_at_its_end_and_at_the_token_opening_a_header(name, expected):
-    import sft_utils
+def test_stop_tokens_are_the_end_and_the_tokens_that_open_a_header(tokenizer, format_tokenizer):
+    """ChatML's and Llama 3's headers are several tokens, all opened by one marker token: that token stops a reply."""
+    from sft_utils import CHATML, LLAMA3
     from sft_utils.train.generate import stop_token_ids
 
-    chat_format = getattr(sft_utils, name)
-    assert stop_token_ids(sft_utils.load_tokenizer(chat_format=chat_format, verbose=False), chat_format) == expected
+    assert stop_token_ids(tokenizer) == {
+        0: "<|endoftext|>",
+        50279: "<|prompter|>",
+        50280: "<|assistant|>",
+        50281: "<|system|>",
+    }
+    assert stop_token_ids(format_tokenizer(CHATML), CHATML) == {50278: "<|im_end|>", 50277: "<|im_start|>"}
+    assert stop_token_ids(format_tokenizer(LLAMA3), LLAMA3) == {50280: "<|eot_id|>", 50278: "<|start_header_id|>"}

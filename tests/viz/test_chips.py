@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from sft_utils import AssistantOnlyCollator, tokenize_conversation
+from sft_utils import CHATML, LLAMA3, AssistantOnlyCollator, tokenize_conversation
 from sft_utils.viz import counts_text, shifted_chips, token_chips, token_strings
 from sft_utils.viz.chips import MASK_COLORS, ROLE_COLORS
 
@@ -187,3 +187,32 @@ def test_real_conversations_one_chip_per_token_with_its_mask(tokenizer, shared_c
         assert [chip[1] for chip in classes] == [f"mask-{int(m)}" for m in example["label_mask"]], c["id"]
         texts = [html.unescape(t) for t in re.findall(r'<span class="chip[^>]*>([^<]*)</span>', out)]
         assert texts == token_strings(tokenizer, example["input_ids"]), c["id"]
+
+
+@pytest.mark.parametrize("chat_format", [CHATML, LLAMA3], ids=lambda f: f.name)
+def test_other_formats_read_each_role_off_its_header(chat_format, format_tokenizer, course_conversations):
+    """ChatML's headers all open with <|im_start|>, Llama 3's with <|start_header_id|> (after <|begin_of_text|>,
+    message 0's): the role is the header's, not the first token's."""
+    tokenizer = format_tokenizer(chat_format)
+    conversation = next(c for c in course_conversations if c["id"] == "packing-list")  # system, 2 exchanges
+    roles = [m["role"] for m in conversation["messages"]]
+    assert roles == ["system", "prompter", "assistant", "prompter", "assistant"]
+    example = tokenize_conversation(conversation["messages"], tokenizer, chat_format=chat_format)
+    by_role = token_chips(example, tokenizer, view="role", chat_format=chat_format)
+    assert [c[3] for c in chips(by_role)] == [f"role-{roles[i]}" for i in example["message_indices"]]
+    assert [f"mask-{int(m)}" in c for c, m in zip(chips(by_role), example["label_mask"])] == [True] * len(
+        example["input_ids"]
+    )
+    first = chat_format.prefix or chat_format.marker_token("system")
+    assert titles(by_role)[0] == f"position 0 · id 50277 · {first} · message 0 (system) · label_mask 0"
+    shifted = shifted_chips(example, tokenizer, chat_format=chat_format)
+    assert "message 4 (assistant)" in html.unescape(shifted) and "(?)" not in html.unescape(shifted)
+
+
+def test_a_tokenizer_without_the_formats_tokens_is_named(tokenizer, format_tokenizer, course_conversations):
+    chatml = format_tokenizer(CHATML)
+    example = tokenize_conversation(course_conversations[1]["messages"], chatml, chat_format=CHATML)
+    with pytest.raises(ValueError, match=re.escape("load_tokenizer(chat_format=sft_utils.CHATML)")):
+        token_chips(example, tokenizer, chat_format=CHATML)
+    with pytest.raises(TypeError, match="chat_format must be a ChatFormat"):
+        shifted_chips(example, chatml, chat_format="chatml")

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sft_utils import ConversationError, shift_for_next_token, tokenize_conversation
+from sft_utils import CHATML, ConversationError, shift_for_next_token, tokenize_conversation
 from sft_utils.course.notebooks import WIDGET_MIME, clean, problems
 from sft_utils.viz import MaskViewer, parse_typed_conversation
 
@@ -179,3 +179,26 @@ def test_conversations_sharing_an_id_stay_apart(tokenizer, course_conversations)
     assert [value for _, value in viewer.picker.options] == [first["id"], f"{first['id']} (2)", "typed"]
     viewer.picker.value = f"{first['id']} (2)"
     assert viewer._messages == second["messages"]
+
+
+def test_the_viewer_in_chatml(format_tokenizer, course_conversations):
+    tokenizer = format_tokenizer(CHATML)
+    viewer = MaskViewer(course_conversations, tokenizer, selected="memo-riddle", chat_format=CHATML)
+    riddle = tokenize_conversation(course_conversations[0]["messages"], tokenizer, chat_format=CHATML)
+    classes = chip_classes(viewer)
+    assert [f"mask-{int(m)}" in c for c, m in zip(classes, riddle["label_mask"])] == [True] * len(classes)
+    n, trained = len(riddle["input_ids"]), sum(riddle["label_mask"])
+    assert counts(viewer) == f"{n} tokens · {trained} trained ({trained / n:.0%}) · 0 padding"
+    viewer.view.value = "role"
+    roles = [m["role"] for m in course_conversations[0]["messages"]]
+    assert [c[3] for c in chip_classes(viewer)] == [f"role-{roles[i]}" for i in riddle["message_indices"]]
+    viewer.text.value = "<|im_start|>user Hi<|im_end|>"
+    assert "markers typed in a line (&lt;|im_start|&gt;) stay plain text" in viewer.html.value
+
+
+def test_the_viewer_names_a_tokenizer_without_the_formats_tokens(tokenizer, course_conversations):
+    viewer = MaskViewer(course_conversations, tokenizer, chat_format=CHATML)
+    assert "tokenizer has no &#x27;&lt;|im_start|&gt;&#x27; token" in viewer.html.value
+    assert "sft_utils.load_tokenizer(chat_format=sft_utils.CHATML)" in viewer.html.value
+    with pytest.raises(TypeError, match="chat_format must be a ChatFormat"):
+        MaskViewer(course_conversations, tokenizer, chat_format="chatml")
