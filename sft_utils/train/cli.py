@@ -66,10 +66,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--prompt-loss-weight", type=float, help="masked: weight of the other tokens, 0 (default) to 1 (= plain)"
     )
     parser.add_argument("--output-dir", help="checkpoint folder ('' to save nothing)")
-    parser.add_argument("--save-every", type=int, help="write a checkpoint to resume from every N steps")
+    parser.add_argument(
+        "--save-every", type=int, help="write a checkpoint to resume from every N steps, and at the end"
+    )
     parser.add_argument("--save-total-limit", type=int, help="checkpoints kept (default 2, the latest)")
     parser.add_argument(
-        "--resume", metavar="PATH|latest", help="continue a run from a checkpoint folder, or the latest"
+        "--resume",
+        metavar="PATH|latest",
+        help="continue a run from a checkpoint folder, or the latest in --output-dir; every setting and the data "
+        "must be the run's (evaluation, saving and logging may change)",
     )
     parser.add_argument("--lora-r", type=int, help="train rank-r LoRA adapters instead of every weight (e.g. 8)")
     parser.add_argument("--lora-alpha", type=float, help="LoRA scale numerator: updates are scaled by alpha/r (16)")
@@ -198,6 +203,7 @@ def main(argv=None) -> int:
         f"validation assistant-only loss {history['valid_loss'][0]:.3f} -> {history['valid_loss'][-1]:.3f} "
         f"(perplexity {history['valid_ppl'][-1]:.1f})"
         + (f"; held-out exact match {history['exact_match'][-1]:.0%}" if "exact_match" in history else "")
+        + (f"; LoRA r={config.lora_r}: {history['trainable_parameters']:,} trained parameters" if config.lora_r else "")
     )
     if main_process:
         paths = [args.history_json] + ([Path(config.output_dir) / "history.json"] if config.output_dir else [])

@@ -7,6 +7,7 @@ Introduced in notebook 07_train_it_yourself (``TrainConfig.toy``) and used by no
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 from .precision import PRECISIONS
@@ -72,12 +73,15 @@ class TrainConfig:
     report_to: str | None = None
 
     def __post_init__(self):
+        if isinstance(self.lora_target_modules, list):  # a list reads as naturally; stored as a tuple
+            self.lora_target_modules = tuple(self.lora_target_modules)
         self.check()
 
     def check(self) -> None:
-        """Raise ValueError naming the first bad setting (called on creation and again by :func:`train`,
-        so a value changed afterwards is caught before any work): counts must be whole and positive,
-        ``lr`` positive, ``max_length`` at least 2 (one input and one target)."""
+        """Raise ValueError naming the first bad setting, TypeError for a value of the wrong type (called on
+        creation and again by :func:`train`, so a value changed afterwards is caught before any work): counts
+        must be whole and positive, ``lr`` positive, ``max_length`` at least 2 (one input and one target), the
+        LoRA settings given only with ``lora_r``."""
         positive = {"steps": 1, "batch_size": 1, "grad_accum": 1, "eval_every": 1, "max_length": 2}
         positive |= {"warmup_steps": 0, "save_every": 1, "save_total_limit": 1, "lora_r": 1}
         for name, least in positive.items():
@@ -90,10 +94,14 @@ class TrainConfig:
             raise ValueError(f"warmup_steps ({self.warmup_steps}) is longer than the run (steps={self.steps})")
         for name in ("lr", "max_grad_norm", "lora_alpha"):
             value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if value is not None and not (_number(value) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+        if not (_number(self.weight_decay) and math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
+        if self.output_dir is not None and not isinstance(self.output_dir, (str, os.PathLike)):
+            raise TypeError(f"output_dir must be a folder path or None, got {type(self.output_dir).__name__}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.loss not in ("masked", "plain"):
@@ -108,8 +116,12 @@ class TrainConfig:
         if self.save_every is not None and not self.output_dir:
             raise ValueError("save_every needs an output_dir to write its checkpoints in")
         targets = self.lora_target_modules
-        if isinstance(targets, str) or not targets or not all(isinstance(t, str) and t for t in targets):
+        if not isinstance(targets, tuple) or not targets or not all(isinstance(t, str) and t for t in targets):
             raise ValueError(f"lora_target_modules must be a list of module names, got {targets!r}")
+        if self.lora_r is None and (self.lora_alpha != 16.0 or targets != LORA_TARGET_MODULES):
+            raise ValueError(
+                "lora_alpha and lora_target_modules apply with lora_r (LoRA); without it every weight trains"
+            )
         if not isinstance(self.gradient_checkpointing, bool):
             raise TypeError(f"gradient_checkpointing must be True or False, got {self.gradient_checkpointing!r}")
         if self.report_to is not None and self.report_to not in REPORT_TO:
@@ -137,3 +149,7 @@ class TrainConfig:
         settings |= {"lr_schedule": "constant", "max_length": 256, "eval_every": 50}
         warmup = min(20, overrides.get("steps", settings["steps"]))  # a short run warms up over all of it
         return cls(**{**settings, "warmup_steps": warmup, "precision": "fp32", "output_dir": None, **overrides})
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)  # True is an int, not a rate

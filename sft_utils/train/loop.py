@@ -39,7 +39,7 @@ from .config import LR_SCHEDULES, TrainConfig
 from .distributed import reduce_sum
 from .evaluate import evaluate
 from .precision import resolve_precision
-from .resume import find_checkpoint, load_training_state, save_training_state
+from .resume import check_output_dir, data_fingerprint, find_checkpoint, read_training_state, save_training_state
 from .step import check_prompt_loss_weight, move_batch, train_step
 
 ACCELERATE_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
@@ -146,13 +146,34 @@ def make_scheduler(optimizer, config: TrainConfig):
 def apply_lora(model, config: TrainConfig):
     """``model`` wrapped by peft's LoRA (``LoraConfig(r=lora_r, lora_alpha, target_modules)``, no dropout,
     no bias): rank-``r`` adapters beside each target linear layer, every other weight frozen. Introduced in
-    notebook 08_finetune_pythia. Raises ValueError when a target module is not in the model."""
+    notebook 08_finetune_pythia.
+
+    Raises ValueError, before the model is changed, for a target that is not a module of the model, not a
+    linear layer, or the output head (the chunked loss reads the head's weight directly, so an adapter there
+    would never train), and for a rank larger than a target layer's smaller side (a "low-rank" update that is
+    not low-rank costs more than the layer it adapts)."""
     from peft import LoraConfig, get_peft_model
 
-    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    missing = [t for t in config.lora_target_modules if t not in names]
-    if missing:
-        raise ValueError(f"lora_target_modules {missing} are not modules of this model (GPT-NeoX has {LORA_TARGETS})")
+    head = model.get_output_embeddings()
+    for target in config.lora_target_modules:
+        found = [m for name, m in model.named_modules() if name.rsplit(".", 1)[-1] == target]
+        if not found:
+            raise ValueError(
+                f"lora_target_modules: {target!r} is not a module of this model (GPT-NeoX has {LORA_TARGETS})"
+            )
+        if any(m is head for m in found):
+            raise ValueError(
+                f"lora_target_modules: {target!r} is the output head, which the loss reads directly: an adapter "
+                f"there would never train; LoRA adapts the linear layers inside the blocks ({LORA_TARGETS})"
+            )
+        if not all(isinstance(m, torch.nn.Linear) for m in found):
+            kind = next(type(m).__name__ for m in found if not isinstance(m, torch.nn.Linear))
+            raise ValueError(f"lora_target_modules: {target!r} is a {kind}, not a linear layer ({LORA_TARGETS})")
+        side = min(min(m.in_features, m.out_features) for m in found)
+        if config.lora_r > side:
+            raise ValueError(
+                f"lora_r={config.lora_r} is larger than the smaller side of {target!r} ({side}): not low-rank"
+            )
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -228,6 +249,7 @@ def train(
     from tqdm.auto import tqdm
 
     config.check()
+    check_output_dir(config.output_dir, resuming=resume_from is not None)  # before any work, not after the run
     probe = "cuda" if torch.cuda.is_available() else "cpu"
     precision = resolve_precision(config.precision, probe)
     accelerator = make_accelerator(precision, probe == "cpu", config)
@@ -256,6 +278,13 @@ def train(
     ]
 
     lr = config.lr if config.lr is not None else (2e-5 if getattr(model, "sft_pretrained", True) else 1e-3)
+    processes, rank = accelerator.num_processes, accelerator.process_index
+    per_step = config.grad_accum * processes
+    settings = asdict(config) | {"lr": lr, "warmup_steps": config.warmup, "chat_format": chat_format.name}
+    settings |= {"processes": processes, "data": data_fingerprint(train_examples, valid_examples)}
+    if resume_from is not None:  # checked before the model is touched: a refused resume leaves it as it was
+        checkpoint = find_checkpoint(resume_from, config.output_dir)
+        saved = read_training_state(checkpoint, settings)
     if config.gradient_checkpointing:
         set_gradient_checkpointing(model, True)
     if config.lora_r is not None:
@@ -266,16 +295,11 @@ def train(
     model, optimizer = accelerator.prepare(model, optimizer)  # the scheduler is stepped here, once a step
     accelerator.register_for_checkpointing(scheduler)
 
-    processes, rank = accelerator.num_processes, accelerator.process_index
-    per_step = config.grad_accum * processes
-    settings = asdict(config) | {"lr": lr, "warmup_steps": config.warmup, "chat_format": chat_format.name}
-    settings["processes"] = processes
     history = {k: [] for k in ("step", "trained_tokens", "train_loss", "lr", "tokens_per_s", "step_seconds")}
     history.update({k: [] for k in ("eval_step", "eval_trained_tokens", "valid_loss", "valid_ppl")})
     run = {"step": 0, "trained_tokens": 0, "padded": 0, "positions": 0, "seconds": 0.0}  # padding: this process's
     if resume_from is not None:
-        checkpoint = find_checkpoint(resume_from, config.output_dir)
-        saved = load_training_state(accelerator, checkpoint, settings)
+        accelerator.load_state(str(checkpoint))  # weights, optimizer, scheduler, scaler, random states
         history, run = saved["history"], saved["run"]
     resumed_at = run["step"] if resume_from is not None else None
     stream = micro_batch_indices([len(e["input_ids"]) for e in train_examples], config.batch_size, seed=config.seed)
@@ -293,6 +317,9 @@ def train(
         if eval_metrics is not None:
             for name, value in eval_metrics(accelerator.unwrap_model(model)).items():
                 history.setdefault(name, []).append(value)
+        if config.report_to:
+            names = ["valid_loss", "valid_ppl", *(k for k in history if k not in BUILT_IN_RECORDS)]
+            accelerator.log({k: history[k][-1] for k in names}, step=step)
 
     start = time.perf_counter() - run["seconds"]
     if resumed_at is None:
@@ -334,10 +361,7 @@ def train(
             )
         if step % config.eval_every == 0 or step == config.steps:
             record_eval(step)
-            if config.report_to:
-                names = ["valid_loss", "valid_ppl", *(k for k in history if k not in BUILT_IN_RECORDS)]
-                accelerator.log({k: history[k][-1] for k in names}, step=step)
-        if config.save_every and step % config.save_every == 0 and step < config.steps:
+        if config.save_every and (step % config.save_every == 0 or step == config.steps):  # the end too
             run["seconds"] = time.perf_counter() - start
             state = {"run": run, "history": history, "settings": settings}
             save_training_state(accelerator, config.output_dir, step, state, keep=config.save_total_limit)

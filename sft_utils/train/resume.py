@@ -11,7 +11,10 @@ The model of a finished run is saved apart, with ``save_pretrained`` (:mod:`sft_
 
 from __future__ import annotations
 
+import array
+import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -19,10 +22,11 @@ from pathlib import Path
 STATE_FILE = "trainer_state.json"
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
-# Settings that change what a step computes: a resumed run must keep them (steps, evaluation, saving and
-# logging may change).
+# Settings that change what a step computes, the data included: a resumed run must keep them (evaluation,
+# saving and logging may change). Steps too: the schedule's shape depends on them.
 RESUME_KEEPS = (
     "model",
+    "steps",
     "batch_size",
     "grad_accum",
     "lr",
@@ -40,6 +44,7 @@ RESUME_KEEPS = (
     "lora_target_modules",
     "chat_format",
     "processes",
+    "data",
 )
 
 
@@ -53,7 +58,10 @@ def checkpoints(output_dir) -> list[Path]:
 
 def find_checkpoint(resume_from, output_dir) -> Path:
     """The folder to resume from: ``"latest"`` is the last complete checkpoint under ``output_dir``, anything
-    else a checkpoint folder. Raises FileNotFoundError saying what is missing."""
+    else a checkpoint folder. Raises FileNotFoundError saying what is missing, TypeError for anything but a
+    string or a path."""
+    if not isinstance(resume_from, (str, os.PathLike)):
+        raise TypeError(f"resume_from must be 'latest' or a checkpoint folder, got {type(resume_from).__name__}")
     if resume_from == "latest":
         if not output_dir:
             raise FileNotFoundError("resume_from='latest' needs an output_dir to look for checkpoints in")
@@ -90,14 +98,18 @@ def save_training_state(accelerator, output_dir, step: int, state: dict, *, keep
     return final
 
 
-def load_training_state(accelerator, folder, settings: dict) -> dict:
-    """Restore what :func:`save_training_state` wrote into the prepared model, optimizer, scheduler and
-    random states, and return its ``trainer_state.json``. ``settings`` are this run's (the history's
-    ``config``, as the checkpoint's ``settings``); raises ValueError naming every setting in :data:`RESUME_KEEPS` that differs from the
-    checkpoint's, since the resumed steps would then not continue the same run."""
-    folder = Path(folder)
-    state = json.loads((folder / STATE_FILE).read_text())
-    saved = state["settings"]
+def read_training_state(folder, settings: dict) -> dict:
+    """The ``trainer_state.json`` of a checkpoint written by :func:`save_training_state`, once its run is known
+    to be this one. ``settings`` are this run's (the history's ``config``, as the checkpoint's ``settings``).
+    Raises ValueError naming every setting in :data:`RESUME_KEEPS` that differs from the checkpoint's (the
+    resumed steps would then not continue the same run; ``data`` is a fingerprint of the tokenized
+    conversations), or for a state file that cannot be read."""
+    path = Path(folder) / STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+        saved = state["settings"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"cannot resume from {folder}: {path.name} is damaged ({error})") from None
     changed = [
         f"{k}: {saved.get(k)!r} -> {settings.get(k)!r}"
         for k in RESUME_KEEPS
@@ -105,8 +117,36 @@ def load_training_state(accelerator, folder, settings: dict) -> dict:
     ]
     if changed:
         raise ValueError(f"cannot resume from {folder}: these settings differ from its run: {'; '.join(changed)}")
-    accelerator.load_state(str(folder))
     return state
+
+
+def check_output_dir(output_dir, *, resuming: bool) -> None:
+    """Raise before any work: ValueError when ``output_dir`` is a file, or, for a new run, already holds
+    checkpoints (a new run's would mix with them, and ``resume_from="latest"`` would find the old run's)."""
+    if output_dir is None:
+        return
+    folder = Path(output_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"output_dir {output_dir} is a file, not a folder")
+    found = checkpoints(folder) if folder.is_dir() else []
+    if found and not resuming:
+        names = ", ".join(p.name for p in found)
+        raise ValueError(
+            f"output_dir {output_dir} already holds checkpoints of a run ({names}): continue it with "
+            "resume_from='latest' (--resume latest), or write this run to another folder"
+        )
+
+
+def data_fingerprint(*example_lists) -> str:
+    """A short hash of tokenized examples (``input_ids`` and ``label_mask``), so that a resumed run can tell
+    whether it trains on the same data as its checkpoint's."""
+    digest = hashlib.sha256()
+    for examples in example_lists:
+        digest.update(len(examples).to_bytes(8, "little"))
+        for example in examples:
+            digest.update(array.array("q", example["input_ids"]).tobytes())
+            digest.update(bytes(bool(m) for m in example["label_mask"]))
+    return digest.hexdigest()[:16]
 
 
 def _comparable(value):

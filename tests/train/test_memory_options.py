@@ -80,10 +80,21 @@ def test_the_chunked_loss_goes_through_the_peft_wrapper(tokenizer):
     assert all(p.grad is not None for n, p in model.named_parameters() if "lora_" in n)
 
 
-def test_an_unknown_lora_target_is_named():
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"lora_target_modules": ("q_proj", "dense")}, "'q_proj' is not a module of this model"),
+        ({"lora_target_modules": ("dense", "lm_head")}, "'lm_head' is the output head, which the loss reads directly"),
+        ({"lora_target_modules": ("input_layernorm",)}, "'input_layernorm' is a LayerNorm, not a linear layer"),
+        ({"lora_r": 200}, "lora_r=200 is larger than the smaller side of 'query_key_value' \\(128\\)"),
+    ],
+)
+def test_a_lora_target_that_would_not_train_is_named_before_the_model_changes(settings, problem):
     model = load_model("EleutherAI/pythia-14m", random_weights=True, verbose=False)
-    with pytest.raises(ValueError, match=r"lora_target_modules \['q_proj'\] are not modules of this model"):
-        apply_lora(model, TrainConfig(lora_r=R, lora_target_modules=("q_proj", "dense")))
+    keys = model.state_dict().keys()
+    with pytest.raises(ValueError, match=problem):
+        apply_lora(model, TrainConfig(**{"lora_r": R, **settings}))
+    assert model.state_dict().keys() == keys
 
 
 def test_gradient_checkpointing_changes_memory_not_the_numbers(toy_data):

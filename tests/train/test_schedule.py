@@ -100,3 +100,28 @@ def test_two_runs_with_different_precisions_in_one_process(toy_data):
     _, first = _run(TrainConfig.toy(steps=2, precision="fp32"), toy_data)
     _, second = _run(TrainConfig.toy(steps=2, precision="bf16"), toy_data)
     assert (first["precision"], second["precision"]) == ("fp32", "bf16")
+
+
+@pytest.mark.parametrize(
+    ("settings", "error", "problem"),
+    [
+        ({"lr": True}, ValueError, "lr must be a positive number, got True"),
+        ({"lora_r": 8, "lora_alpha": True}, ValueError, "lora_alpha must be a positive number, got True"),
+        ({"weight_decay": float("inf")}, ValueError, "weight_decay must be a number >= 0, got inf"),
+        ({"seed": -1}, ValueError, "seed must be an int >= 0, got -1"),
+        ({"seed": 1.5}, ValueError, "seed must be an int >= 0, got 1.5"),
+        ({"output_dir": 123}, TypeError, "output_dir must be a folder path or None, got int"),
+        ({"lora_r": 8, "lora_target_modules": {"dense": 1}}, ValueError, "lora_target_modules must be a list"),
+        ({"lora_r": 8, "lora_target_modules": iter(["dense"])}, ValueError, "lora_target_modules must be a list"),
+        ({"lora_alpha": 32}, ValueError, "lora_alpha and lora_target_modules apply with lora_r"),
+        ({"lora_target_modules": ("dense",)}, ValueError, "lora_alpha and lora_target_modules apply with lora_r"),
+        ({"gradient_checkpointing": "yes"}, TypeError, "gradient_checkpointing must be True or False, got 'yes'"),
+    ],
+)
+def test_a_setting_of_the_wrong_kind_is_named(settings, error, problem):
+    with pytest.raises(error, match=problem):
+        TrainConfig(**settings)
+
+
+def test_lora_target_modules_may_be_a_list():
+    assert TrainConfig(lora_r=8, lora_target_modules=["dense"]).lora_target_modules == ("dense",)
