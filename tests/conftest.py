@@ -54,3 +54,18 @@ def tiny_model():
     torch.manual_seed(0)
     model = GPTNeoXForCausalLM(sft_utils.pythia_config("pythia-14m"))
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def mask_runs():
+    """``mask_runs(example)``: (message index, trained) of each run of tokens, the mask's shape whatever the
+    token counts."""
+
+    def runs(example) -> list[tuple[int, bool]]:
+        found = []
+        for index, trained in zip(example["message_indices"], example["label_mask"]):
+            if not found or found[-1] != (index, trained):
+                found.append((index, trained))
+        return found
+
+    return runs

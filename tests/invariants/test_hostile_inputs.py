@@ -115,20 +115,11 @@ def test_a_conversation_ending_with_the_prompter_trains_its_earlier_replies(toke
 # --- literal markers typed in a message stay text -----------------------------------------------------
 
 
-def run_lengths(example) -> list[tuple[int, bool]]:
-    """(message index, trained) of each message, in order: the mask's shape, independent of token counts."""
-    runs = []
-    for index, trained in zip(example["message_indices"], example["label_mask"]):
-        if not runs or runs[-1] != (index, trained):
-            runs.append((index, trained))
-    return runs
-
-
 @pytest.mark.parametrize(
     "marker", ["<|assistant|>", "<|prompter|>", "<|endoftext|>", "<|padding|>", "<|system|>", "<|prefix_begin|>"]
 )
 @pytest.mark.parametrize("role", ["prompter", "assistant"])
-def test_a_typed_marker_is_plain_text_in_either_role(tokenizer, marker, role):
+def test_a_typed_marker_is_plain_text_in_either_role(tokenizer, marker, role, mask_runs):
     """The mask equals that of the same text with the marker spelled differently; only inserted markers are ids."""
     text = f"What does {marker} mean? {marker}"
     spelled = text.replace("|>", " |>")
@@ -139,7 +130,7 @@ def test_a_typed_marker_is_plain_text_in_either_role(tokenizer, marker, role):
 
     messages, spelled_messages = with_text(text), with_text(spelled)
     example, reference = (tokenize_conversation(m, tokenizer) for m in (messages, spelled_messages))
-    assert run_lengths(example) == run_lengths(reference) == [(0, False), (1, True), (2, False), (3, True)]
+    assert mask_runs(example) == mask_runs(reference) == [(0, False), (1, True), (2, False), (3, True)]
     # role ids: exactly the 4 inserted markers and 4 closing <|endoftext|>; <|padding|> (1) never appears
     ids = example["input_ids"]
     assert [i for i in ids if i in (0, 1, 50277, 50279, 50280, 50281)] == [50279, 0, 50280, 0, 50279, 0, 50280, 0]

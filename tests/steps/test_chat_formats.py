@@ -255,7 +255,7 @@ def test_a_header_that_would_merge_with_the_text_is_refused(chatml_tokenizer):
 
 @pytest.mark.parametrize("chat_format", [CHATML, LLAMA3], ids=lambda f: f.name)
 @pytest.mark.parametrize("role", ["prompter", "assistant"])
-def test_a_typed_special_token_is_plain_text(tokenizers, chat_format, role):
+def test_a_typed_special_token_is_plain_text(tokenizers, chat_format, role, mask_runs):
     """Every special token of the format typed in a message: the same mask as when spelled apart, and only the
     inserted ones are special ids."""
     tokenizer = tokenizers[chat_format.name]
@@ -272,20 +272,11 @@ def test_a_typed_special_token_is_plain_text(tokenizers, chat_format, role):
     plain = tokenize_conversation(HELLO, tokenizer, chat_format=chat_format)
     special_ids = set(chat_format.added_token_ids(50277).values()) | {0, 1}
     assert [i for i in example["input_ids"] if i in special_ids] == [i for i in plain["input_ids"] if i in special_ids]
-    assert run_lengths(example) == run_lengths(spelled) == run_lengths(plain)
+    assert mask_runs(example) == mask_runs(spelled) == mask_runs(plain)
     ids = [t for t, i in zip(example["input_ids"], example["message_indices"]) if i == where]
     message = normalize_messages(with_text(f"Is {typed} a word?"))[where]
     rendered = tokenizer.decode(ids, clean_up_tokenization_spaces=False)
     assert rendered == chat_format.render(message["role"], message["text"])
-
-
-def run_lengths(example) -> list[tuple[int, bool]]:
-    """(message index, trained) of each run of tokens: the mask's shape, independent of token counts."""
-    runs = []
-    for index, trained in zip(example["message_indices"], example["label_mask"]):
-        if not runs or runs[-1] != (index, trained):
-            runs.append((index, trained))
-    return runs
 
 
 # --- ChatFormat's own checks of the new fields ---------------------------------------------------------

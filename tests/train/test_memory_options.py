@@ -7,17 +7,11 @@ import torch
 from transformers import GPTNeoXForCausalLM
 
 from sft_utils import AssistantOnlyCollator, load_tokenizer, tokenize_conversation
-from sft_utils.data.toy import toy_conversations
 from sft_utils.models.pythia import load_model
 from sft_utils.train import TrainConfig, masked_loss_sum, train
 from sft_utils.train.loop import apply_lora
 
 R = 8
-
-
-@pytest.fixture(scope="module")
-def toy_data():
-    return toy_conversations("facts", "train", 200), toy_conversations("facts", "held-out", 16)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import time
 import pytest
 
 from sft_utils import load_tokenizer
-from sft_utils.data.toy import toy_conversations
 from sft_utils.models.pythia import load_model
 from sft_utils.train import TrainConfig, train
 from sft_utils.train.resume import checkpoints, find_checkpoint, save_training_state
@@ -73,19 +72,9 @@ def test_a_killed_run_resumed_from_its_checkpoint_equals_an_uninterrupted_one(tm
     assert [p.name for p in checkpoints(whole)] == ["checkpoint-12", "checkpoint-16"]
 
 
-@pytest.fixture(scope="module")
-def toy_data():
-    return toy_conversations("facts", "train", 200), toy_conversations("facts", "held-out", 16)
-
-
-def _run(config, toy_data, **kwargs):
-    model = load_model(config.model, random_weights=True, verbose=False)
-    return train(config, model, load_tokenizer(verbose=False), *toy_data, progress=False, **kwargs)
-
-
-def test_a_kill_while_saving_leaves_the_previous_checkpoint_the_latest(tmp_path, toy_data, monkeypatch):
+def test_a_kill_while_saving_leaves_the_previous_checkpoint_the_latest(tmp_path, toy_data, monkeypatch, run_toy):
     config = TrainConfig.toy(steps=4, save_every=2, output_dir=str(tmp_path))
-    _run(config, toy_data)
+    run_toy(config, toy_data)
     assert [p.name for p in checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-4"]
 
     from accelerate import Accelerator
@@ -100,18 +89,18 @@ def test_a_kill_while_saving_leaves_the_previous_checkpoint_the_latest(tmp_path,
     assert find_checkpoint("latest", tmp_path).name == "checkpoint-4"
 
 
-def test_resuming_with_other_settings_is_refused_naming_them(tmp_path, toy_data):
-    _run(TrainConfig.toy(steps=4, save_every=2, output_dir=str(tmp_path)), toy_data)
+def test_resuming_with_other_settings_is_refused_naming_them(tmp_path, toy_data, run_toy):
+    run_toy(TrainConfig.toy(steps=4, save_every=2, output_dir=str(tmp_path)), toy_data)
     changed = TrainConfig.toy(steps=4, save_every=2, output_dir=str(tmp_path), lr=3e-3, batch_size=8)
     with pytest.raises(ValueError, match=r"batch_size: 16 -> 8; lr: 0.001 -> 0.003"):
-        _run(changed, toy_data, resume_from="latest")
+        run_toy(changed, toy_data, resume_from="latest")
 
 
-def test_nothing_to_resume_from_says_where_it_looked(tmp_path, toy_data):
+def test_nothing_to_resume_from_says_where_it_looked(tmp_path, toy_data, run_toy):
     with pytest.raises(FileNotFoundError, match="no complete checkpoint-<step> folder in"):
-        _run(TrainConfig.toy(steps=2, output_dir=str(tmp_path)), toy_data, resume_from="latest")
+        run_toy(TrainConfig.toy(steps=2, output_dir=str(tmp_path)), toy_data, resume_from="latest")
     with pytest.raises(FileNotFoundError, match="is not a checkpoint folder"):
-        _run(TrainConfig.toy(steps=2, output_dir=str(tmp_path)), toy_data, resume_from=tmp_path)
+        run_toy(TrainConfig.toy(steps=2, output_dir=str(tmp_path)), toy_data, resume_from=tmp_path)
 
 
 def test_save_every_needs_a_folder():
@@ -119,19 +108,19 @@ def test_save_every_needs_a_folder():
         TrainConfig.toy(save_every=10)
 
 
-def test_resuming_with_other_data_or_steps_is_refused(tmp_path, toy_data):
-    _run(TrainConfig.toy(steps=4, save_every=2, output_dir=str(tmp_path)), toy_data)
+def test_resuming_with_other_data_or_steps_is_refused(tmp_path, toy_data, run_toy):
+    run_toy(TrainConfig.toy(steps=4, save_every=2, output_dir=str(tmp_path)), toy_data)
     fewer = toy_data[0][:100], toy_data[1]
     with pytest.raises(
         ValueError, match=r"these settings differ from its run: data: '[0-9a-f]{16}' -> '[0-9a-f]{16}'$"
     ):
-        _run(TrainConfig.toy(steps=4, save_every=2, output_dir=str(tmp_path)), fewer, resume_from="latest")
+        run_toy(TrainConfig.toy(steps=4, save_every=2, output_dir=str(tmp_path)), fewer, resume_from="latest")
     with pytest.raises(ValueError, match=r"steps: 4 -> 6; warmup_steps: 4 -> 6"):
-        _run(TrainConfig.toy(steps=6, save_every=2, output_dir=str(tmp_path)), toy_data, resume_from="latest")
+        run_toy(TrainConfig.toy(steps=6, save_every=2, output_dir=str(tmp_path)), toy_data, resume_from="latest")
 
 
-def test_a_refused_resume_leaves_the_model_untouched(tmp_path, toy_data):
-    _run(TrainConfig.toy(steps=2, save_every=2, output_dir=str(tmp_path)), toy_data)
+def test_a_refused_resume_leaves_the_model_untouched(tmp_path, toy_data, run_toy):
+    run_toy(TrainConfig.toy(steps=2, save_every=2, output_dir=str(tmp_path)), toy_data)
     model = load_model("EleutherAI/pythia-14m", random_weights=True, verbose=False)
     before = {n: p.clone() for n, p in model.state_dict().items()}
     lora = TrainConfig.toy(steps=2, save_every=2, output_dir=str(tmp_path), lora_r=8, gradient_checkpointing=True)
@@ -141,29 +130,29 @@ def test_a_refused_resume_leaves_the_model_untouched(tmp_path, toy_data):
     assert all(p.requires_grad for p in model.parameters()) and model.config.use_cache
 
 
-def test_resuming_a_finished_run_trains_nothing_more(tmp_path, toy_data):
+def test_resuming_a_finished_run_trains_nothing_more(tmp_path, toy_data, run_toy):
     config = TrainConfig.toy(steps=4, save_every=3, output_dir=str(tmp_path))
-    _, first = _run(config, toy_data)
+    _, first = run_toy(config, toy_data)
     assert [p.name for p in checkpoints(tmp_path)] == ["checkpoint-3", "checkpoint-4"]
-    _, again = _run(config, toy_data, resume_from="latest")
+    _, again = run_toy(config, toy_data, resume_from="latest")
     assert again["resumed_at"] == 4 and again["step"] == first["step"] == [1, 2, 3, 4]
     assert again["train_loss"] == first["train_loss"]
 
 
-def test_a_new_run_into_a_folder_of_checkpoints_or_a_file_is_refused(tmp_path, toy_data):
-    _run(TrainConfig.toy(steps=2, save_every=2, output_dir=str(tmp_path)), toy_data)
+def test_a_new_run_into_a_folder_of_checkpoints_or_a_file_is_refused(tmp_path, toy_data, run_toy):
+    run_toy(TrainConfig.toy(steps=2, save_every=2, output_dir=str(tmp_path)), toy_data)
     with pytest.raises(ValueError, match=r"already holds checkpoints of a run \(checkpoint-2\): continue it with"):
-        _run(TrainConfig.toy(steps=2, output_dir=str(tmp_path)), toy_data)
+        run_toy(TrainConfig.toy(steps=2, output_dir=str(tmp_path)), toy_data)
     file = tmp_path / "notes.txt"
     file.write_text("")
     with pytest.raises(ValueError, match="is a file, not a folder"):
-        _run(TrainConfig.toy(steps=2, output_dir=str(file)), toy_data)
+        run_toy(TrainConfig.toy(steps=2, output_dir=str(file)), toy_data)
 
 
-def test_a_damaged_state_file_is_named(tmp_path, toy_data):
-    _run(TrainConfig.toy(steps=2, save_every=2, output_dir=str(tmp_path)), toy_data)
+def test_a_damaged_state_file_is_named(tmp_path, toy_data, run_toy):
+    run_toy(TrainConfig.toy(steps=2, save_every=2, output_dir=str(tmp_path)), toy_data)
     (tmp_path / "checkpoint-2" / "trainer_state.json").write_text("{")
     with pytest.raises(ValueError, match="trainer_state.json is damaged"):
-        _run(TrainConfig.toy(steps=2, output_dir=str(tmp_path)), toy_data, resume_from="latest")
+        run_toy(TrainConfig.toy(steps=2, output_dir=str(tmp_path)), toy_data, resume_from="latest")
     with pytest.raises(TypeError, match="resume_from must be 'latest' or a checkpoint folder, got int"):
-        _run(TrainConfig.toy(steps=2, output_dir=str(tmp_path)), toy_data, resume_from=123)
+        run_toy(TrainConfig.toy(steps=2, output_dir=str(tmp_path)), toy_data, resume_from=123)

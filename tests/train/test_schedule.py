@@ -6,25 +6,13 @@ import itertools
 import pytest
 import torch
 
-from sft_utils import load_tokenizer
-from sft_utils.data.toy import toy_conversations
 from sft_utils.models.pythia import load_model
-from sft_utils.train import TrainConfig, train, train_step
+from sft_utils.train import TrainConfig, train_step
 from sft_utils.train import loop as loop_module
 from sft_utils.train.loop import decay_parameter_names, make_optimizer
 
 
-@pytest.fixture(scope="module")
-def toy_data():
-    return toy_conversations("facts", "train", 100), toy_conversations("facts", "held-out", 8)
-
-
-def _run(config, toy_data, **kwargs):
-    model = load_model(config.model, random_weights=True, verbose=False)
-    return train(config, model, load_tokenizer(verbose=False), *toy_data, progress=False, **kwargs)
-
-
-def test_each_step_records_the_rate_it_trained_at_and_the_first_is_not_zero(toy_data, monkeypatch):
+def test_each_step_records_the_rate_it_trained_at_and_the_first_is_not_zero(toy_data, monkeypatch, run_toy):
     used = []
     real = loop_module.train_step
 
@@ -33,13 +21,13 @@ def test_each_step_records_the_rate_it_trained_at_and_the_first_is_not_zero(toy_
         return real(model, batches, optimizer, **kwargs)
 
     monkeypatch.setattr(loop_module, "train_step", spy)
-    _, history = _run(TrainConfig.toy(steps=6, warmup_steps=4, lr=1e-3), toy_data)
+    _, history = run_toy(TrainConfig.toy(steps=6, warmup_steps=4, lr=1e-3), toy_data)
     assert history["lr"] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
     assert used == pytest.approx(history["lr"])
 
 
-def test_cosine_decays_towards_zero_without_reaching_it_on_a_trained_step(toy_data):
-    _, history = _run(TrainConfig.toy(steps=5, warmup_steps=1, lr=1e-3, lr_schedule="cosine"), toy_data)
+def test_cosine_decays_towards_zero_without_reaching_it_on_a_trained_step(toy_data, run_toy):
+    _, history = run_toy(TrainConfig.toy(steps=5, warmup_steps=1, lr=1e-3, lr_schedule="cosine"), toy_data)
     lrs = history["lr"]
     assert lrs[0] == pytest.approx(1e-3)
     assert all(a > b > 0 for a, b in itertools.pairwise(lrs))
@@ -91,14 +79,14 @@ def test_no_clipping_when_max_grad_norm_is_none(tiny_model, tokenizer):
         train_step(clipped, batch, torch.optim.SGD(clipped.parameters(), lr=1.0), max_grad_norm=True)
 
 
-def test_a_run_without_clipping_trains(toy_data):
-    _, history = _run(TrainConfig.toy(steps=4, max_grad_norm=None), toy_data)
+def test_a_run_without_clipping_trains(toy_data, run_toy):
+    _, history = run_toy(TrainConfig.toy(steps=4, max_grad_norm=None), toy_data)
     assert history["valid_loss"][-1] < history["valid_loss"][0]
 
 
-def test_two_runs_with_different_precisions_in_one_process(toy_data):
-    _, first = _run(TrainConfig.toy(steps=2, precision="fp32"), toy_data)
-    _, second = _run(TrainConfig.toy(steps=2, precision="bf16"), toy_data)
+def test_two_runs_with_different_precisions_in_one_process(toy_data, run_toy):
+    _, first = run_toy(TrainConfig.toy(steps=2, precision="fp32"), toy_data)
+    _, second = run_toy(TrainConfig.toy(steps=2, precision="bf16"), toy_data)
     assert (first["precision"], second["precision"]) == ("fp32", "bf16")
 
 
