@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 
 import torch
 
 from sft_utils.models.pythia import pythia_config
 from sft_utils.scale.memory import peak_memory
-from sft_utils.scale.memory_estimate import LORA_TARGETS, estimate_training_memory
+from sft_utils.scale.memory_estimate import estimate_training_memory
+from sft_utils.train import TrainConfig
+from sft_utils.train.loop import apply_lora, set_gradient_checkpointing
 
 SIZES = ("pythia-70m", "pythia-160m", "pythia-410m", "pythia-1b", "pythia-1.4b", "pythia-2.8b")
 VARIANTS = (("full", False), ("lora", False), ("full", True), ("lora", True))  # (method, gradient checkpointing)
@@ -69,16 +70,10 @@ def build(size: str, method: str, checkpointing: bool, lora_r: int):
 
     torch.manual_seed(0)
     model = GPTNeoXForCausalLM(pythia_config(size))
-    # transformers 5 renames gradient checkpointing "activation checkpointing"; peft asks by the old name too.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        if method == "lora":
-            from peft import LoraConfig, get_peft_model
-
-            config = LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules=list(LORA_TARGETS))
-            model = get_peft_model(model, config)
-        if checkpointing:
-            model.gradient_checkpointing_enable()
+    if checkpointing:  # what train() does, in its order
+        set_gradient_checkpointing(model, True)
+    if method == "lora":
+        model = apply_lora(model, TrainConfig(lora_r=lora_r))
     return model.train()
 
 

@@ -70,10 +70,11 @@ def main() -> None:
         if key not in tokenizers:
             tokenizers[key] = sft_utils.load_tokenizer(chat_format=chat_format, verbose=False)
         tokenizer = tokenizers[key]
+        per_reply = trained_per_reply(chat_format, tokenizer)  # of the data, not of a run
         for seed in args.seeds:
             start = time.perf_counter()
             record = toy_record(TASK, "masked", seed, tokenizer, args.steps, chat_format=chat_format)
-            record |= {"choice": choice, "trained_per_reply": trained_per_reply(chat_format, tokenizer)}
+            record |= {"choice": choice, "trained_per_reply": per_reply}
             records.append(record)
             print(
                 f"{choice} seed {seed}: exact match {record['exact_match'][-1]:.0%}, stop rate "

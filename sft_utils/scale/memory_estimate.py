@@ -34,6 +34,7 @@ import math
 from dataclasses import dataclass
 
 from ..models.pythia import PYTHIA_SIZES, pythia_size
+from .chunked_loss import DEFAULT_CHUNK_ROWS
 
 METHODS = ("full", "lora")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -42,7 +43,6 @@ ATTENTIONS = ("sdpa", "eager")
 # excluded). QLoRA (Dettmers et al., 2023) found LoRA on every linear layer needed to match full fine-tuning;
 # peft's own GPT-NeoX default, ["query_key_value"], trains a quarter of these parameters.
 LORA_TARGETS = ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h")
-DEFAULT_CHUNK_ROWS = 1024  # sft_utils.scale.chunked_loss's default
 
 # What one GPT-NeoX layer saves for backward, per token (transformers 5's modeling_gpt_neox, checked with
 # torch.autograd.graph.saved_tensors_hooks on pythia-14m). Sizes in elements of h; "act" tensors are 16-bit under

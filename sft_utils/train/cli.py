@@ -117,8 +117,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for option, given in (("--smoke", args.smoke), ("--lang", args.lang is not None)):
         if task is not None and given:  # the toy world has its own model size and no languages
             parser.error(f"{option} does not apply to --data toy:TASK")
-        if args.data is not None and task is None and option == "--lang" and given:
-            parser.error("--lang applies to oasst1; a --data file is used as it is")
+    if args.data is not None and task is None and args.lang is not None:
+        parser.error("--lang applies to oasst1; a --data file is used as it is")
     if task is not None and args.validation_fraction is not None:
         parser.error(
             "--validation-fraction does not apply to --data toy:TASK: its held-out prompts are separate by construction"

@@ -10,12 +10,13 @@ import math
 import os
 from dataclasses import dataclass
 
+from ..scale.memory_estimate import LORA_TARGETS
 from .precision import PRECISIONS
 
-# GPT-NeoX's four linear layers per block: attention's fused query/key/value and output projection, the MLP's
-# two. Adapting all of them, not attention alone, is what QLoRA (Dettmers et al. 2023) found to match full
+# GPT-NeoX's four linear layers per block (attention's fused query/key/value and output projection, the MLP's
+# two): the set the memory estimate counts, and what QLoRA (Dettmers et al. 2023) found to match full
 # fine-tuning; the output head and the embeddings stay frozen.
-LORA_TARGET_MODULES = ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h")
+LORA_TARGET_MODULES = LORA_TARGETS
 REPORT_TO = ("tensorboard",)
 
 # Our names -> transformers' get_scheduler names; every one warms up linearly over warmup_steps first.

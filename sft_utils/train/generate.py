@@ -143,7 +143,7 @@ def generate_replies(
         prompts.append(generation_prompt_ids(messages[:-1], tokenizer, chat_format=chat_format))
         expected.append(messages[-1]["text"])
     stops = stop_token_ids(tokenizer, chat_format)
-    end, pad = token_id(tokenizer, chat_format.end_of_message), tokenizer.pad_token_id
+    pad = tokenizer.pad_token_id
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -165,7 +165,7 @@ def generate_replies(
             for row, target in zip(out[:, width:].tolist(), expected[start : start + batch_size], strict=True):
                 ids, stopped_at = cut_reply(row, stops)
                 reply = tokenizer.decode(ids, skip_special_tokens=True)
-                stopped = stopped_at == stops[end]
+                stopped = stopped_at == chat_format.end_of_message
                 results.append(
                     {
                         "reply": reply,

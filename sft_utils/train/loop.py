@@ -43,9 +43,6 @@ from .resume import check_output_dir, data_fingerprint, find_checkpoint, read_tr
 from .step import check_prompt_loss_weight, move_batch, train_step
 
 ACCELERATE_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
-# history's own per-step and per-evaluation lists; any other list is an eval_metrics name
-BUILT_IN_RECORDS = {"step", "trained_tokens", "train_loss", "lr", "tokens_per_s", "step_seconds"}
-BUILT_IN_RECORDS |= {"eval_step", "eval_trained_tokens", "valid_loss", "valid_ppl"}
 
 
 def micro_batch_indices(lengths: list[int], batch_size: int, *, seed: int):
@@ -314,12 +311,11 @@ def train(
         history["eval_trained_tokens"].append(run["trained_tokens"])
         history["valid_loss"].append(loss)
         history["valid_ppl"].append(math.exp(min(loss, 50.0)))
-        if eval_metrics is not None:
-            for name, value in eval_metrics(accelerator.unwrap_model(model)).items():
-                history.setdefault(name, []).append(value)
+        metrics = eval_metrics(accelerator.unwrap_model(model)) if eval_metrics is not None else {}
+        for name, value in metrics.items():
+            history.setdefault(name, []).append(value)
         if config.report_to:
-            names = ["valid_loss", "valid_ppl", *(k for k in history if k not in BUILT_IN_RECORDS)]
-            accelerator.log({k: history[k][-1] for k in names}, step=step)
+            accelerator.log({"valid_loss": loss, "valid_ppl": history["valid_ppl"][-1], **metrics}, step=step)
 
     start = time.perf_counter() - run["seconds"]
     if resumed_at is None:
@@ -385,18 +381,15 @@ def train(
 def finish(model, tokenizer, config: TrainConfig, accelerator, chat_format: ChatFormat):
     """The trained model unwrapped, LoRA adapters merged, recomputation off, in eval mode; saved to
     ``config.output_dir`` (``save_pretrained``) when there is one."""
-    if config.lora_r is None:
-        if config.output_dir:
-            save_checkpoint(model, tokenizer, config.output_dir, accelerator, chat_format=chat_format)
-        # keep_fp32_wrapper=False: drop the autocast accelerate wrapped around forward; the caller chooses again.
-        model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-    else:
-        model = accelerator.unwrap_model(model, keep_fp32_wrapper=False).merge_and_unload()
-        if config.output_dir:  # the merged weights: from_pretrained reloads them without peft
-            save_checkpoint(model, tokenizer, config.output_dir, accelerator, chat_format=chat_format)
-    if config.gradient_checkpointing:
-        set_gradient_checkpointing(model, False)
-    return model.eval()
+    # keep_fp32_wrapper=False: drop the autocast accelerate wrapped around forward; the caller chooses again.
+    unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    if config.lora_r is not None:  # the merged weights: from_pretrained reloads them without peft
+        model = unwrapped = unwrapped.merge_and_unload()
+    if config.gradient_checkpointing:  # before saving, so that the saved config has its cache back
+        set_gradient_checkpointing(unwrapped, False)
+    if config.output_dir:  # the prepared model itself without LoRA: under FSDP its weights are gathered
+        save_checkpoint(model, tokenizer, config.output_dir, accelerator, chat_format=chat_format)
+    return unwrapped.eval()
 
 
 def set_gradient_checkpointing(model, on: bool) -> None:

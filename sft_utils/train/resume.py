@@ -11,13 +11,14 @@ The model of a finished run is saved apart, with ``save_pretrained`` (:mod:`sft_
 
 from __future__ import annotations
 
-import array
 import hashlib
 import json
 import os
 import re
 import shutil
 from pathlib import Path
+
+import numpy as np
 
 STATE_FILE = "trainer_state.json"
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
@@ -144,8 +145,8 @@ def data_fingerprint(*example_lists) -> str:
     for examples in example_lists:
         digest.update(len(examples).to_bytes(8, "little"))
         for example in examples:
-            digest.update(array.array("q", example["input_ids"]).tobytes())
-            digest.update(bytes(bool(m) for m in example["label_mask"]))
+            digest.update(np.asarray(example["input_ids"], dtype=np.int64).tobytes())
+            digest.update(np.asarray(example["label_mask"], dtype=bool).tobytes())
     return digest.hexdigest()[:16]
 
 

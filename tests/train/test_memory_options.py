@@ -1,6 +1,7 @@
 """The memory options of the loop: LoRA through peft, and gradient (activation) checkpointing."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -91,13 +92,14 @@ def test_a_lora_target_that_would_not_train_is_named_before_the_model_changes(se
     assert model.state_dict().keys() == keys
 
 
-def test_gradient_checkpointing_changes_memory_not_the_numbers(toy_data):
+def test_gradient_checkpointing_changes_memory_not_the_numbers(toy_data, tmp_path):
     histories = []
     for on in (False, True):
         model = load_model("EleutherAI/pythia-14m", random_weights=True, verbose=False)
-        config = TrainConfig.toy(steps=4, eval_every=2, gradient_checkpointing=on)
+        config = TrainConfig.toy(steps=4, eval_every=2, gradient_checkpointing=on, output_dir=str(tmp_path / str(on)))
         trained, history = train(config, model, load_tokenizer(verbose=False), *toy_data, progress=False)
         histories.append(history)
-        assert trained.config.use_cache is True  # generation gets its cache back
+        assert trained.config.use_cache is True  # generation gets its cache back, in the saved config too
+        assert json.loads((tmp_path / str(on) / "config.json").read_text())["use_cache"] is True
         assert not any(getattr(m, "gradient_checkpointing", False) for m in trained.modules())
     assert histories[1]["train_loss"] == pytest.approx(histories[0]["train_loss"], abs=1e-6)
