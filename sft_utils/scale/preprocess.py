@@ -140,12 +140,10 @@ def tokenize_packed(
     label_mask = np.repeat(is_reply, message_lengths)
     # The format's pieces, one position at a time (a few per message), then the texts into the rest.
     pieces = [(message_starts[prefix_lengths > 0], prefix, [False] * len(prefix))]
+    # What a reply trains of them: ChatFormat.reply_mask's rule, cut at the text (of length 0 here).
     for code, header in enumerate(headers):
-        trained = [chat_format.train_marker] + [chat_format.train_header] * (len(header) - 1)
-        pieces.append((header_starts[roles == code], header, trained))
-    pieces.append(
-        (end_positions, [end_id, *footer], [chat_format.train_end] + [chat_format.train_footer] * len(footer))
-    )
+        pieces.append((header_starts[roles == code], header, chat_format.reply_mask(0, len(header))[: len(header)]))
+    pieces.append((end_positions, [end_id, *footer], chat_format.reply_mask(0, 1, len(footer))[1:]))
     for starts, ids, trained in pieces:
         for offset, (piece_id, piece_trained) in enumerate(zip(ids, trained)):
             positions = starts + offset
