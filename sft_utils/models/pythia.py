@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers
 import re
+from pathlib import Path
 
 import torch
 
@@ -35,6 +36,9 @@ PYTHIA_SIZES = {  # name: (hidden_size, num_hidden_layers, num_attention_heads, 
 
 
 # EleutherAI/pythia-70m, pythia-70m-deduped, pythia-70m-v0, pythia-70m-deduped-v0: one architecture each.
+# What sft_utils.train.resume writes into each checkpoint-<step>/ folder (named here: models/ sits below train/).
+RESUME_STATE_FILE = "trainer_state.json"
+
 _PYTHIA_NAME = re.compile(r"(?:eleutherai/)?(pythia-[0-9.]+[mb])(?:-deduped)?(?:-v0)?", re.IGNORECASE)
 
 
@@ -51,6 +55,12 @@ def _load_gpt_neox(name_or_path, **kwargs):
     config as GPT-NeoX would fill the gaps with GPT-NeoX-20B's defaults: a 20-billion-parameter model)."""
     from transformers import AutoConfig, GPTNeoXForCausalLM
 
+    folder = Path(name_or_path)
+    if (folder / RESUME_STATE_FILE).is_file() and not (folder / "config.json").is_file():
+        raise ValueError(
+            f"{name_or_path!s} is a checkpoint to resume training from (train(..., resume_from=...), --resume), not a "
+            "saved model: the trained model is saved in the run's output folder when it ends"
+        )
     config = AutoConfig.from_pretrained(name_or_path, **kwargs)
     if config.model_type != "gpt_neox":
         raise ValueError(f"{name_or_path!s} holds a {config.model_type!r} model, not GPT-NeoX (Pythia)")

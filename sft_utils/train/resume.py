@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-STATE_FILE = "trainer_state.json"
+from ..models.pythia import RESUME_STATE_FILE
+
+STATE_FILE = RESUME_STATE_FILE  # load_model refuses a folder holding it: a checkpoint is not a saved model
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 # Settings that change what a step computes, the data included: a resumed run must keep them (evaluation,

@@ -156,3 +156,10 @@ def test_a_damaged_state_file_is_named(tmp_path, toy_data, run_toy):
         run_toy(TrainConfig.toy(steps=2, output_dir=str(tmp_path)), toy_data, resume_from="latest")
     with pytest.raises(TypeError, match="resume_from must be 'latest' or a checkpoint folder, got int"):
         run_toy(TrainConfig.toy(steps=2, output_dir=str(tmp_path)), toy_data, resume_from=123)
+
+
+def test_a_checkpoint_folder_is_not_loaded_as_a_model(tmp_path, toy_data, run_toy):
+    run_toy(TrainConfig.toy(steps=2, save_every=2, output_dir=str(tmp_path)), toy_data)
+    with pytest.raises(ValueError, match="is a checkpoint to resume training from .* not a saved model"):
+        load_model(str(tmp_path / "checkpoint-2"))
+    assert load_model(str(tmp_path), verbose=False).sft_pretrained  # the run's output folder is the model
