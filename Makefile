@@ -14,7 +14,7 @@ install_torch = $(1)/bin/python -c "import torch" 2>/dev/null || \
   $(1)/bin/python -m pip install --quiet --no-deps "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 STAMP := $(VENV)/.sft-course-installed
 
-.PHONY: setup course lab test test-transformers4 clean-notebooks
+.PHONY: setup course lab test test-slow test-transformers4 clean-notebooks
 
 setup: $(STAMP)
 	$(BIN)/python -m sft_utils.assets
@@ -34,7 +34,11 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: setup
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -m "not slow"
+
+# The longer learning runs and rehearsals (marker `slow`): CI runs them after `make test`.
+test-slow: setup
+	$(BIN)/python -m pytest tests -m slow
 
 # pyproject.toml promises transformers 4.46+ too (Colab images may lag): the unit tests on the last 4.x.
 # The notebooks' checked outputs are those of the pinned 5.x, so nbval is not run here; nor the browser test,
