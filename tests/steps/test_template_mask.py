@@ -156,7 +156,9 @@ def test_a_conversation_that_opens_with_the_reply_is_refused_with_transformers_w
 def test_a_template_error_inside_jinja_becomes_a_conversation_error(tokenizer):
     llava = (REAL / "llava_next.jinja").read_text()  # reads content as a list of parts
     messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
-    with pytest.raises(ConversationError, match=r"message 1: .*\(role 'assistant'\): UndefinedError: 'str object' has no attribute"):
+    with pytest.raises(
+        ConversationError, match=r"message 1: .*\(role 'assistant'\): UndefinedError: 'str object' has no attribute"
+    ):
         mask_from_template(messages, tokenizer, chat_template=llava)
 
 
