@@ -71,6 +71,13 @@ def sources() -> dict:
     return json.loads((REAL / "SOURCES.json").read_text())["templates"]
 
 
+def template_text(name: str, spec: dict) -> str:
+    """The template as its source says to read it (``load``: ``flatten`` drops the indentation and newlines that
+    chujiezheng/chat_templates' files carry for reading, as that repository's README does)."""
+    text = (REAL / f"{name}.jinja").read_text()
+    return text.replace("    ", "").replace("\n", "") if spec.get("load") == "flatten" else text
+
+
 def template_tokenizer():
     """Pythia's offline tokenizer with every real template's special tokens added (one tokenizer for all)."""
     import sft_utils
@@ -105,13 +112,30 @@ def _content_spans(text: str, messages) -> list[tuple[int, int, bool]]:
     return spans
 
 
+def _written_reference(ours: dict, messages, end: str) -> list[bool]:
+    """The mask that trains each reply's text and the ``end`` the template writes right after it (its end token),
+    found in the rendered text by characters alone."""
+    trained, replies = [], [m for m in messages if m["role"] == "assistant"]
+    for start, stop, is_reply in _content_spans(ours["text"], _as_user(messages)):
+        if is_reply:
+            text, message = ours["text"], replies.pop(0)
+            leading = message["content"][: len(message["content"]) - len(message["content"].lstrip())]
+            if leading and text[start - len(leading) : start] == leading:
+                start -= len(leading)  # the reply's own leading whitespace, kept by a template that does not strip it
+            while stop < len(text) and text[stop].isspace() and not text.startswith(end, stop):
+                stop += 1  # the reply's own trailing whitespace, kept by a template that does not strip it
+            assert text.startswith(end, stop), f"the reply is not followed by {end!r}"
+            trained.append((start, stop + len(end)))
+    return [any(s < b and max(e, s + 1) > a for a, b in trained) for s, e in ours["offsets"]]
+
+
 def check_one(name: str, messages, tokenizer, spec: dict) -> tuple[str, object]:
     """('exact' | 'differs' | 'refused', detail) of one conversation under template ``name``; raises AssertionError
     on a wrong mask (a reply's text untrained, another message's trained) and lets any other exception through."""
     from sft_utils import ConversationError
     from sft_utils.steps.template_mask import template_mask_details
 
-    original = (REAL / f"{name}.jinja").read_text()
+    original = template_text(name, spec)
     try:
         ours = template_mask_details(messages, tokenizer, chat_template=original, **spec["options"])
     except ConversationError as error:
@@ -120,15 +144,18 @@ def check_one(name: str, messages, tokenizer, spec: dict) -> tuple[str, object]:
     for start, end, is_reply in _content_spans(ours["text"], _as_user(messages)):
         touched = [m for (s, e), m in zip(offsets, mask, strict=True) if s < end and e > start]
         assert all(touched) if is_reply else not any(touched), (name, "wrong mask on", ours["text"][start:end])
-    reference = REAL / (spec["training"]["file"] if spec["training"] else f"{name}.jinja")
-    theirs = tokenizer.apply_chat_template(
-        _as_user(messages),
-        chat_template=reference.read_text(),
-        tokenize=True,
-        return_dict=True,
-        return_assistant_tokens_mask=True,
-    )
-    ids, their_mask = list(theirs["input_ids"]), [bool(m) for m in theirs["assistant_masks"]]
+    if "reference_end" in spec:
+        ids, their_mask = ours["input_ids"], _written_reference(ours, messages, spec["reference_end"])
+    else:
+        reference = REAL / (spec["training"]["file"] if spec["training"] else f"{name}.jinja")
+        theirs = tokenizer.apply_chat_template(
+            _as_user(messages),
+            chat_template=reference.read_text(),
+            tokenize=True,
+            return_dict=True,
+            return_assistant_tokens_mask=True,
+        )
+        ids, their_mask = list(theirs["input_ids"]), [bool(m) for m in theirs["assistant_masks"]]
     shared = next((i for i, (a, b) in enumerate(zip(ids, ours["input_ids"])) if a != b), min(len(ids), len(mask)))
     differs = Counter()
     for i in range(shared):
@@ -154,12 +181,20 @@ def _reason(text: str) -> str:
     return text if len(text) <= 110 else text[:107] + "…"
 
 
+def _origin(spec: dict) -> str:
+    """Where the template comes from, and what its reference is, in a few words."""
+    if spec["source"].startswith("trl=="):
+        return "TRL 1.16.0" + ("" if spec["training"] else " (own tags)")
+    repository, commit = spec["source"].split(" @ ")[0].removeprefix("github.com/"), spec["source"].split(" @ ")[1][:7]
+    return f"{repository}@{commit}"
+
+
 def table(found: dict) -> str:
     """The Markdown table of ``outcomes``."""
     specs = sources()
     rows = [
-        "| template | family | options | exact | differs from TRL's training template (tokens, by design) | refused (why) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| template | family | from | options | exact | differs from the reference (tokens, by design) | refused (why) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, results in found.items():
         counts = Counter(outcome for outcome, _ in results.values())
@@ -170,12 +205,13 @@ def table(found: dict) -> str:
         differs = ", ".join(f"{t} ({n})" for t, n in sorted(tokens.items()))
         refused = Counter(_reason(d) for o, d in results.values() if o == "refused")
         why = "; ".join(f"{r} ({n})" for r, n in refused.most_common(2))
-        options = ", ".join(f"`{k}={v}`" for k, v in specs[name]["options"].items()) or "—"
+        options = ", ".join(f"`{k}={v!r}`" for k, v in specs[name]["options"].items()) or "—"
         total = len(results)
         differs = f"{counts['differs']}: {differs}" if counts["differs"] else "—"
         why = f"{counts['refused']}: {why}" if counts["refused"] else "—"
         rows.append(
-            f"| `{name}` | {specs[name]['family']} | {options} | {counts['exact']}/{total} | {differs} | {why} |"
+            f"| `{name}` | {specs[name]['family']} | {_origin(specs[name])} | {options} | {counts['exact']}/{total} | "
+            f"{differs} | {why} |"
         )
     return "\n".join(rows)
 
