@@ -177,7 +177,7 @@ def outcomes(tokenizer, named_conversations) -> dict:
 
 
 def _reason(text: str) -> str:
-    text = re.sub(r"\s+", " ", text.replace("|", "\\|"))
+    text = re.sub(r"message \d+", "message k", re.sub(r"\s+", " ", text.replace("|", "\\|")))
     return text if len(text) <= 110 else text[:107] + "…"
 
 
@@ -202,7 +202,7 @@ def table(found: dict) -> str:
         for outcome, detail in results.values():
             if outcome == "differs":
                 tokens.update(dict.fromkeys(detail, 1))
-        differs = ", ".join(f"{t} ({n})" for t, n in sorted(tokens.items()))
+        differs = ", ".join(f"{t} ({n})" for t, n in sorted(tokens.items())).replace("|", "\\|")
         refused = Counter(_reason(d) for o, d in results.values() if o == "refused")
         why = "; ".join(f"{r} ({n})" for r, n in refused.most_common(2))
         options = ", ".join(f"`{k}={v!r}`" for k, v in specs[name]["options"].items()) or "—"

@@ -143,23 +143,20 @@ def _before(k: int, prompt: bool = False) -> str:
 
 def _reply_start(tokenizer, messages, k, full, chat_template, include_header, where) -> int:
     """Where reply k starts in ``full``: after the generation prompt (or, with the header, the previous message)."""
+    if not include_header:
+        prompt = _render(tokenizer, messages[:k], chat_template, where, _before(k, prompt=True), generation_prompt=True)
+        if full.startswith(prompt):
+            return len(prompt)
     before = _render(tokenizer, messages[:k], chat_template, where, _before(k))
+    if include_header and full.startswith(before):
+        return len(before)
     if include_header:
-        if full.startswith(before):
-            return len(before)
         # Phi-3 writes <|endoftext|> after the last message only: the messages end where the prompt would begin.
         prompt = _render(tokenizer, messages[:k], chat_template, where, _before(k, prompt=True), generation_prompt=True)
         shared = _shared_start(tokenizer, before, prompt)
         if shared and full.startswith(prompt):
             return shared
-        raise ConversationError(
-            f"{where}: the template is not prefix-stable: the messages before this reply render differently "
-            "once it arrives, so where its header starts cannot be found"
-        )
-    prompt = _render(tokenizer, messages[:k], chat_template, where, _before(k, prompt=True), generation_prompt=True)
-    if full.startswith(prompt):
-        return len(prompt)
-    if prompt.startswith(before) and full.startswith(before):
+    elif prompt.startswith(before) and full.startswith(before):
         header = prompt[len(before) :]
         written = full[len(before) : len(before) + len(header) + 12]
         raise ConversationError(
@@ -196,9 +193,9 @@ def _reply_end(tokenizer, messages, k, full, chat_template, where) -> int:
     if header and followed.endswith(header) and full.startswith(followed[: -len(header)]):
         return len(followed) - len(header)
     raise ConversationError(
-        f"{where}: the template is not prefix-stable: adding the next message changes how this reply renders "
-        "(it rewrites the reply itself, not only what it writes after the last message), so no reply can be "
-        "found by rendering prefixes"
+        f"{where}: the template is not prefix-stable: the arrival of message {k + 1} changes how this reply "
+        "renders (it rewrites the reply itself, not only what it writes after the last message), so no reply can "
+        "be found by rendering prefixes"
     )
 
 
