@@ -225,3 +225,8 @@ def test_a_generation_prompt_inside_the_replys_scaffolding_names_include_header(
     ours = mask_from_template(messages, tok, chat_template=original, include_header=True)
     trained = [t for t, m in zip(tok.convert_ids_to_tokens(ours["input_ids"]), ours["label_mask"], strict=True) if m]
     assert trained == ["<｜Assistant｜>", "Hello", "<｜end▁of▁sentence｜>"]
+    thinking = [messages[0], {"role": "assistant", "content": "<think>Greet back.</think>Hello"}]
+    with pytest.raises(
+        ConversationError, match=r"message 1: the reply's text is not inside the span .*Hello<｜end▁of▁sentence｜>'\)"
+    ):
+        mask_from_template(thinking, tok, chat_template=original, include_header=True)  # it drops the reasoning
