@@ -17,8 +17,15 @@ from .masks import FORMATS, inspect_data
 PROG = "python -m sft_utils.inspect"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line (the usage itself is in --help)."""
+
+    def error(self, message):
+        self.exit(2, f"{PROG}: error: {message} (see --help)\n")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="A mask report for your own data: which tokens each conversation trains, and what looks wrong, "
         "as one self-contained HTML page.",

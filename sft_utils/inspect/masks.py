@@ -47,6 +47,8 @@ def read_data(path, *, limit: int | None = None) -> tuple[list[tuple[str, dict]]
     ``prompter``/``user``, ``assistant``, ``system`` (a role no format knows would be dropped or refused by every
     route; the whole file is refused, so that no conversation is masked without it). Other problems of a
     conversation are the report's to show (refused)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no data file {path}")
     records = []
     for where, record in read_records(path):
         if limit is not None and len(records) == limit:
@@ -55,7 +57,8 @@ def read_data(path, *, limit: int | None = None) -> tuple[list[tuple[str, dict]]
         for i, message in enumerate(messages if isinstance(messages, list) else []):
             role = message.get("role") if isinstance(message, dict) else None
             if isinstance(message, dict) and not (isinstance(role, str) and role in ROLE_ALIASES):
-                name = conversation_name(f"{record_id(record, where)} ({where})", i)
+                named = record_id(record, where)
+                name = conversation_name(where if named == where else f"{named} ({where})", i)
                 raise ConversationError(f"{name}: unknown role {role!r}; expected one of {sorted(ROLE_ALIASES)}")
         records.append((where, record))
     return records, False
