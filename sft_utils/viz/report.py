@@ -156,12 +156,13 @@ def _share(part: int, whole: int) -> str:
 
 _PAGE_CSS = f"""
 body{{font:14px/1.45 system-ui,sans-serif;color:{INK};margin:24px auto;max-width:1180px;padding:0 16px}}
-h1{{font-size:22px;margin:0 0 4px}} h2{{font-size:15px;margin:0 0 4px}}
+h1{{font-size:20px;margin:0 0 4px}} h2{{font-size:15px;margin:0 0 4px}}
 .meta{{color:{MUTED};margin:0 0 14px}}
 table{{border-collapse:collapse;margin:6px 0 14px}}
-td,th{{border-bottom:1px solid {RULE};padding:3px 10px 3px 0;text-align:left;vertical-align:top}}
+td,th{{border-bottom:1px solid {RULE};padding:2px 10px 2px 0;text-align:left;vertical-align:top}}
 td.n{{text-align:right;font-variant-numeric:tabular-nums}} th,td:first-child{{white-space:nowrap}}
 .zero{{color:{MUTED}}}
+.top{{display:flex;gap:28px;align-items:flex-start}} .summary td{{white-space:nowrap}} .kinds td:last-child{{font-size:12px}}
 .chip{{{_CHIP}}}
 .removed{{{REMOVED_STYLE}}}
 .conversation{{border-top:1px solid {RULE};padding:10px 0}}
@@ -278,9 +279,9 @@ def _summary(report: MaskReport) -> str:
         for kind, meaning in FINDING_KINDS.items()
     )
     return (
-        f'<table class="summary">{rows}</table>'
-        "<h2>Findings by kind</h2>"
-        f'<table class="kinds"><tr><th>kind</th><th>conversations</th><th>what it means</th></tr>{kinds}</table>'
+        f'<div class="top"><table class="summary">{rows}</table>'
+        '<table class="kinds"><tr><th>findings by kind</th><th>conversations</th><th>what it means</th></tr>'
+        f"{kinds}</table></div>"
     )
 
 
@@ -311,7 +312,6 @@ def report_html(report: MaskReport) -> str:
             0, '<label><input type="checkbox" id="trl-toggle" checked> show where TRL trains otherwise</label>'
         )
     meta = [
-        f"data: {report.data}",
         f"masks: {report.masked_by}",
         f"tokenizer: {report.tokenizer}",
         f"max_length: {report.max_length or 'none'}",
