@@ -71,24 +71,32 @@ def template_tokens(chat_template: str) -> list[str]:
 
 
 def read_template(path) -> str:
-    """The text of a chat template file; raises FileNotFoundError, or ValueError for a file that is not UTF-8
-    or whose Jinja does not compile (naming the file and the line)."""
-    import jinja2
-
+    """The text of a chat template file; raises FileNotFoundError, or ValueError for a file that is not UTF-8."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no template file {path}")
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"template {path.name} is not UTF-8 (byte {e.start})") from None
-    from transformers.utils.chat_template_utils import _compile_jinja_template
+
+
+# Rendered once to find a template that cannot render at all (its Jinja does not compile).
+_PROBE = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+
+
+def check_template_compiles(tokenizer, chat_template: str, name: str) -> None:
+    """Raise ValueError, naming the file ``name`` and the line, when ``chat_template`` does not compile in
+    transformers' Jinja environment (a syntax error, an unknown filter or tag). A template that compiles but
+    refuses a conversation is the report's to show, conversation by conversation."""
+    import jinja2
 
     try:
-        _compile_jinja_template(text)  # transformers' own environment: its extensions and filters
+        _render(tokenizer, _PROBE, chat_template)
     except jinja2.TemplateSyntaxError as e:
-        raise ValueError(f"template {path.name} cannot render: line {e.lineno}: {e.message}") from None
-    return text
+        raise ValueError(f"template {name} cannot render: line {e.lineno}: {e.message}") from None
+    except Exception:  # noqa: BLE001 - it compiled; refusing this probe conversation is allowed
+        return
 
 
 def template_tokenizer(name_or_path, chat_template: str):
@@ -251,9 +259,7 @@ def template_masks(
 ) -> ConversationMasks:
     """One conversation masked by a chat template (:func:`mask_from_template`, with ``include_header`` and
     ``footer`` as there), its tokens assigned to messages by where they start in the rendering, with its findings
-    (boundary merges too); refused on a ConversationError or an error the template raises."""
-    import jinja2
-
+    (boundary merges too); refused on a ConversationError, or on any error the template raises on it."""
     name = record_id(record, where)
     try:
         messages = ecosystem_messages(require_reply(normalize_messages(record["messages"], conversation_id=name)))
@@ -265,7 +271,7 @@ def template_masks(
             footer=footer,
             conversation_id=name,
         )
-    except (ConversationError, ValueError, jinja2.TemplateError) as error:  # ConversationError is a ValueError
+    except Exception as error:  # noqa: BLE001 - a template may raise anything on one conversation; report it
         return _refused(where, name, error)
     text = _render(tokenizer, messages, chat_template)
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -403,6 +409,7 @@ def inspect_data(
     else:
         chat_template = read_template(template)
         tokenizer, added = template_tokenizer(name, chat_template)
+        check_template_compiles(tokenizer, chat_template, Path(template).name)
         source = tokenizer.sft_source + (f", with the template's tokens {', '.join(added)} added" if added else "")
         masked_by = f"template {Path(template).name} (mask_from_template, prefix diffing)"
         conversations = [
