@@ -8,7 +8,6 @@ print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import codecs
 import sys
 from pathlib import Path
 
@@ -61,7 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if args.chat_format and (args.include_header or args.footer):
         parser.error("--include-header and --footer apply to --template only")
-    args.footer = codecs.decode(args.footer, "unicode_escape")
+    # "\n" typed on the command line is a newline; any other character stays as it is.
+    args.footer = args.footer.encode("latin-1", "backslashreplace").decode("unicode_escape")
     return args
 
 
