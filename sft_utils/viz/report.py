@@ -137,9 +137,7 @@ class MaskReport:
         if self.max_length:
             rows["padding to max_length"] = f"{padding} ({_share(padding, tokens + padding)} of the batch)"
         compared = [c for c in masked if c.trl is not None]
-        rows["TRL"] = (
-            f"{len(compared)} compared, {kinds['trl-differs']} differ" if compared else f"not compared: {self.trl}"
-        )
+        rows["TRL"] = f"{len(compared)} compared, {kinds['trl-differs']} differ" if compared else "not compared"
         return rows
 
     def kind_counts(self) -> Counter:
@@ -272,9 +270,11 @@ def _summary(report: MaskReport) -> str:
         f"<tr><th>{html.escape(label)}</th><td>{html.escape(value)}</td></tr>"
         for label, value in report.summary().items()
     )
-    counts = report.kind_counts()
+    counts = dict(report.kind_counts())
+    if not any(c.trl is not None for c in report.conversations):
+        counts["trl-differs"] = "–"  # not compared: no count to give
     kinds = "".join(
-        f'<tr class="{"zero" if counts[kind] == 0 else "kind"}" data-kind="{kind}"><td>{kind}</td>'
+        f'<tr class="{"kind" if counts[kind] not in (0, "–") else "zero"}" data-kind="{kind}"><td>{kind}</td>'
         f'<td class="n">{counts[kind]}</td><td>{html.escape(meaning)}</td></tr>'
         for kind, meaning in FINDING_KINDS.items()
     )

@@ -84,7 +84,7 @@ def test_the_page_draws_every_token_in_the_course_colours():
     assert page.count('class="chip mask-1 msg-1 removed"') == 1  # short's last token, past max_length=4
     assert '<span class="chip pad" title="1 padding positions up to max_length=4"' in page
     assert "padding × 1" in page and palette.PAD_STYLE in page
-    assert page.count("<br>") == 1 + 4  # after short's "↵"; the header's four lines
+    assert page.count("<br>") == 1 + 3  # after short's "↵"; between the header's four lines
     assert 'class="chip mask-0 msg-0 trl-diff"' in page  # other's first token: TRL trains it
     assert "cut &lt;here&gt;" in page and "<here>" not in page  # findings are escaped
     assert '<section class="conversation has-findings" id="c2" data-kinds="refused">' in page
@@ -104,7 +104,7 @@ def test_without_trl_there_is_no_trl_switch():
     page = report_html(plain)
     assert 'id="trl-toggle"' not in page and "TRL trains otherwise" not in page
     assert 'id="findings-toggle"' in page
-    assert plain.summary()["TRL"] == "not compared: not asked for"
+    assert plain.summary()["TRL"] == "not compared"
 
 
 def test_a_trl_row_of_its_own_where_trl_tokenizes_otherwise():
