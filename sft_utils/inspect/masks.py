@@ -369,6 +369,13 @@ def compare_with_trl(conversations, rows, tokenizer, chat_template=None) -> str:
     return f"compared with TRL {trl.__version__} (SFTTrainer, assistant_only_loss=True)"
 
 
+def _unbounded(tokenizer):
+    """``tokenizer`` without its model's length limit: the report measures lengths against ``max_length`` itself, so
+    transformers' warning about sequences longer than the model's would only be noise."""
+    tokenizer.model_max_length = int(1e30)  # transformers' own "no limit" (VERY_LARGE_INTEGER)
+    return tokenizer
+
+
 def inspect_data(
     path,
     *,
@@ -401,7 +408,7 @@ def inspect_data(
     records, limited = read_data(path, limit=limit)
     name = tokenizer_name or "EleutherAI/pythia-70m"
     if chat_format is not None:
-        tokenizer = load_tokenizer(name, verbose=False, chat_format=chat_format)
+        tokenizer = _unbounded(load_tokenizer(name, verbose=False, chat_format=chat_format))
         source = f"{tokenizer.sft_source}, with {chat_format.name}'s tokens"
         masked_by = f"chat format {chat_format.name} (tokenize_conversation)"
         conversations = [format_masks(w, r, tokenizer, chat_format, max_length) for w, r in records]
@@ -409,6 +416,7 @@ def inspect_data(
     else:
         chat_template = read_template(template)
         tokenizer, added = template_tokenizer(name, chat_template)
+        tokenizer = _unbounded(tokenizer)
         check_template_compiles(tokenizer, chat_template, Path(template).name)
         source = tokenizer.sft_source + (f", with the template's tokens {', '.join(added)} added" if added else "")
         masked_by = f"template {Path(template).name} (mask_from_template, prefix diffing)"
