@@ -6,7 +6,8 @@ scale/       the same steps at data-set and GPU scale (truncation, packing, prep
 train/       config, precision, one step, the loop, evaluation, checkpoints; python -m sft_utils.train
 data/        the course's conversations; oasst1 trees -> one thread per tree
 models/      Pythia configs, hub or offline loading, the offline tokenizer (python -m sft_utils.assets)
-viz/         token chips, the mask viewer widget, heatmaps, loss curves
+viz/         token chips, the mask viewer widget, heatmaps, loss curves, the mask report's page
+inspect/     python -m sft_utils.inspect: a mask report for your own data (an HTML page)
 course/      exercises, Colab links, the set-up check (python -m sft_utils.check_env), the notebook runner
 
 Every name below is importable from ``sft_utils`` itself.

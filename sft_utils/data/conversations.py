@@ -33,21 +33,14 @@ def shared_data_dir() -> Path | None:
     return None
 
 
-def load_conversations(path) -> list[dict]:
-    """Read a JSONL file of conversations.
+def read_records(path):
+    """The JSON objects of a JSONL file, one a non-empty line, as ``(where, record)`` pairs, ``where`` being
+    ``"<file name>:<line number>"`` (1-based); the messages are not checked (:func:`load_conversations` does).
 
-    Returns:
-        list of dicts, one per non-empty line: the line's keys, with ``messages`` normalised to
-        ``[{"role": "prompter"|"assistant"|"system", "text": str}]`` and ``id`` set to
-        ``"<file name>:<line number>"`` when the line has none.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ConversationError: a line that is not UTF-8, not a JSON object, or without a valid ``messages``
-            list; the message names the file and line (1-based).
+    Raises FileNotFoundError for no such file, and ConversationError naming the file and line for a line that
+    is not UTF-8, not JSON, or not a JSON object with a ``messages`` key.
     """
     path = Path(path)
-    conversations = []
     with path.open("rb") as f:  # bytes, so that a bad encoding is reported with its line
         for lineno, raw in enumerate(f, start=1):
             where = f"{path.name}:{lineno}"
@@ -63,7 +56,30 @@ def load_conversations(path) -> list[dict]:
                 raise ConversationError(f"{where}: not valid JSON ({e.msg})") from None
             if not isinstance(record, dict) or "messages" not in record:
                 raise ConversationError(f"{where}: expected a JSON object with a 'messages' list")
-            conversation_id = record.get("id") if record.get("id") is not None else where
-            messages = normalize_messages(record["messages"], conversation_id=f"{conversation_id} ({where})")
-            conversations.append({**record, "id": conversation_id, "messages": messages})
+            yield where, record
+
+
+def record_id(record: dict, where: str):
+    """A record's ``id``, or ``where`` (``"<file name>:<line number>"``) when it has none."""
+    return record.get("id") if record.get("id") is not None else where
+
+
+def load_conversations(path) -> list[dict]:
+    """Read a JSONL file of conversations.
+
+    Returns:
+        list of dicts, one per non-empty line: the line's keys, with ``messages`` normalised to
+        ``[{"role": "prompter"|"assistant"|"system", "text": str}]`` and ``id`` set to
+        ``"<file name>:<line number>"`` when the line has none.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ConversationError: a line that is not UTF-8, not a JSON object, or without a valid ``messages``
+            list; the message names the file and line (1-based).
+    """
+    conversations = []
+    for where, record in read_records(path):
+        conversation_id = record_id(record, where)
+        messages = normalize_messages(record["messages"], conversation_id=f"{conversation_id} ({where})")
+        conversations.append({**record, "id": conversation_id, "messages": messages})
     return conversations

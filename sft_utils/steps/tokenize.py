@@ -69,6 +69,15 @@ def _load_base_tokenizer(name_or_path):
     )
 
 
+def load_base_tokenizer(name_or_path=DEFAULT_TOKENIZER):
+    """The tokenizer ``name_or_path`` names as it ships, with no chat format's tokens or template added: for a chat
+    template of your own (``python -m sft_utils.inspect --template``). Sources and errors as
+    :func:`load_tokenizer`; ``tokenizer.sft_source`` says where it came from."""
+    tokenizer, source = _load_base_tokenizer(name_or_path)
+    tokenizer.sft_source = source
+    return tokenizer
+
+
 def check_tokenizer(tokenizer, *, pad: bool = False):
     """``tokenizer`` unchanged when it is a transformers tokenizer (one from :func:`load_tokenizer`).
 

@@ -5,6 +5,7 @@ chips     token_chips, shifted_chips            notebooks 03, 04, 06 (static HTM
 widgets   MaskViewer                            notebooks 03, 04, 06 (ipywidgets; static HTML fallback)
 heatmap   mask_heatmap                          notebooks 03, 04 (matplotlib)
 palette   the colours and the fixed loss scale  every notebook's chips, heatmaps and curves
+report    report_html, MaskReport               python -m sft_utils.inspect's page (HTML file)
 """
 
 from .chips import counts_text, shifted_chips, token_chips

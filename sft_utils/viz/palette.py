@@ -26,6 +26,13 @@ HATCH_STYLE = "background:repeating-linear-gradient(45deg,#f3f4f6 0 3px,#d1d5db 
 REMOVED_STYLE = "opacity:0.35;text-decoration:line-through"
 LOSS_RGB = (220, 38, 38)  # red; the alpha channel carries the loss
 LOSS_MAX_NATS = math.log(50304)  # full red: the loss of a uniform guess over Pythia's 50 304 logits
+# The mask report's page (python -m sft_utils.inspect): its ink, muted text and rules, its warnings, and the
+# outline of a token that TRL trains otherwise (an outline, so that the chip keeps its trained / untrained fill).
+INK = "#111827"
+MUTED = "#6b7280"
+RULE = "#d1d5db"
+WARNING = "#b91c1c"
+DIFFERS = "#7c3aed"
 
 
 def _check_numbers(**values) -> None:

@@ -13,7 +13,17 @@ from sft_utils.chat_format import COURSE_FORMATS
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "sft_utils"
 # A layer may import from its own rank or below: the memo's steps never depend on the loop or the course.
-RANKS = {"chat_format": 0, "models": 1, "steps": 2, "data": 3, "scale": 3, "viz": 4, "train": 5, "course": 6}
+RANKS = {
+    "chat_format": 0,
+    "models": 1,
+    "steps": 2,
+    "data": 3,
+    "scale": 3,
+    "viz": 4,
+    "train": 5,
+    "inspect": 5,
+    "course": 6,
+}
 
 
 def modules():
@@ -107,7 +117,9 @@ def test_the_public_api_stays_importable():
     assert check is sft_utils.exercises.check
 
 
-@pytest.mark.parametrize("module", ["sft_utils.train", "sft_utils.assets", "sft_utils.course.notebooks"])
+@pytest.mark.parametrize(
+    "module", ["sft_utils.train", "sft_utils.assets", "sft_utils.course.notebooks", "sft_utils.inspect"]
+)
 def test_command_line_entry_points_answer_help(module):
     command = [sys.executable, "-m", module, "--help"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
