@@ -190,10 +190,10 @@ def test_the_command_line_takes_a_template_file_and_names_a_boundary_merge(tmp_p
     assert done.returncode == 0, done.stderr
     assert "findings: refused 1, boundary-merge 1" in done.stdout
     page = out.read_text(encoding="utf-8")
-    # "[/INST]" + "-" is one token: its first character lies in the header. Untrained (the reply's "-" goes
-    # untrained) or trained (the token starts in the header): either way the report names it.
-    assert re.search(r"reply \(message 1\): (un)?trained token &#x27;\]-&#x27; \(position 10\)", page)
-    assert "the template raised TemplateError: Only user and assistant roles are supported!" in page
+    # "[/INST]" + "-" is one token that starts in the header: trained (it carries the reply's "-"), and named.
+    assert re.search(r"reply \(message 1\): trained token &#x27;\]-&#x27; \(position 10\)", page)
+    assert "message 0: the chat template refuses the conversation from this message on (role &#x27;system&#x27;)" in page
+    assert "TemplateError: Only user and assistant roles are supported!" in page
     assert summary_rows(page)["refused"] == "1"
 
 
