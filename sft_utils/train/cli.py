@@ -193,13 +193,15 @@ def main(argv=None) -> int:
             resume_from=args.resume,
             chat_format=chat_format,
         )
-    except (ValueError, OSError) as error:  # ConversationError is a ValueError
+    except (ValueError, OSError, FloatingPointError) as error:  # ConversationError is a ValueError
         print(f"python -m sft_utils.train: error: {error}", file=sys.stderr)
         return 2
     resumed = f" (resumed after step {history['resumed_at']})" if history["resumed_at"] is not None else ""
+    skipped = len(history["skipped_steps"])  # fp16: updates the gradient scaler skipped, then retried
     say(
-        f"{config.steps} steps{resumed}, {history['processes']} process(es), {history['precision']}, "
-        f"{history['seconds']:.1f} s; padding {history['padding_share']:.1%}; "
+        f"{config.steps} steps{resumed}, {history['processes']} process(es), {history['precision']}"
+        + (f" ({skipped} overflowing updates skipped and retried)" if skipped else "")
+        + f", {history['seconds']:.1f} s; padding {history['padding_share']:.1%}; "
         f"validation assistant-only loss {history['valid_loss'][0]:.3f} -> {history['valid_loss'][-1]:.3f} "
         f"(perplexity {history['valid_ppl'][-1]:.1f})"
         + (f"; held-out exact match {history['exact_match'][-1]:.0%}" if "exact_match" in history else "")
