@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 import time
 import warnings
@@ -36,7 +37,7 @@ from ..steps.shift import IGNORE_INDEX, AssistantOnlyCollator, CausalLMCollator
 from .checkpoint import save_checkpoint
 from .config import LORA_TARGET_MODULES as LORA_TARGETS
 from .config import LR_SCHEDULES, TrainConfig
-from .distributed import reduce_sum
+from .distributed import is_sharded, reduce_sum
 from .evaluate import evaluate
 from .precision import resolve_precision
 from .resume import check_output_dir, data_fingerprint, find_checkpoint, read_training_state, save_training_state
@@ -201,6 +202,14 @@ def make_accelerator(precision: str, cpu: bool, config: TrainConfig):
         tracking = {"log_with": config.report_to, "project_dir": str(Path(config.output_dir) / "runs")}
     # cpu=True without a GPU: accelerate then runs several launched processes as MULTI_CPU (gloo) DDP.
     accelerator = Accelerator(mixed_precision=ACCELERATE_PRECISION[precision], cpu=cpu, **tracking)
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not is_sharded(accelerator):
+        # accelerate enters FSDP for GPU processes only: launched with configs/fsdp.yaml on CPU processes it runs
+        # plain DDP (every process holds every weight), and says nothing.
+        warnings.warn(
+            f"accelerate launch asked for FSDP, but accelerate shards only across GPUs: these {accelerator.device.type} "
+            f"processes run as {accelerator.distributed_type.name}, every one holding the whole model",
+            stacklevel=3,
+        )
     if precision == "fp16" and accelerator.scaler is None:
         # accelerate scales fp16 gradients on GPUs only. torch's CPU GradScaler runs the same path on a CPU (slowly:
         # to rehearse a T4's run): autocast around the forward, the loss scaled, gradients unscaled before clipping.
@@ -251,10 +260,11 @@ def train(
         ``tokens_per_s`` real input tokens, ``step_seconds`` wall time of the step alone) and per evaluation
         (``eval_step``, ``eval_trained_tokens``, ``valid_loss`` assistant-only, nats/token; ``valid_ppl`` = exp
         of it; step 0 is before training), ``skipped_steps`` (fp16: the step each update the gradient scaler
-        skipped was retried for; ``step_seconds`` includes those attempts), plus ``padding_share``, ``precision``, ``seconds``, ``processes``,
-        ``trainable_parameters``, ``resumed_at`` (the step a resumed run started after, else None), ``config``;
+        skipped was retried for; ``step_seconds`` includes those attempts), plus ``padding_share``,
+        ``precision``, ``seconds``, ``processes``, ``trainable_parameters``, ``resumed_at`` (the step a resumed run started after, else None), ``config``;
         a resumed run's history holds the whole run's records. The model comes back unwrapped, in eval mode;
-        with LoRA, the adapters merged into its weights (a plain ``GPTNeoXForCausalLM`` again).
+        with LoRA, the adapters merged into its weights (a plain ``GPTNeoXForCausalLM`` again, its parameters'
+        ``requires_grad`` as they were and no hook left from peft: another ``train()`` on it works).
 
     Raises ValueError for a bad config value, data without trained tokens, or a checkpoint whose run had other
     settings; FileNotFoundError when ``resume_from`` finds no checkpoint; FloatingPointError when fp16's gradient
@@ -295,11 +305,17 @@ def train(
     lr = config.lr if config.lr is not None else (2e-5 if getattr(model, "sft_pretrained", True) else 1e-3)
     processes, rank = accelerator.num_processes, accelerator.process_index
     per_step = config.grad_accum * processes
+    output_dir = os.fspath(config.output_dir) if config.output_dir is not None else None  # a Path: a str in JSON
     settings = asdict(config) | {"lr": lr, "warmup_steps": config.warmup, "chat_format": chat_format.name}
+    settings |= {"output_dir": output_dir, "lora_target_modules": list(config.lora_target_modules)}
     settings |= {"processes": processes, "data": data_fingerprint(train_examples, valid_examples)}
     if resume_from is not None:  # checked before the model is touched: a refused resume leaves it as it was
         checkpoint = find_checkpoint(resume_from, config.output_dir)
         saved = read_training_state(checkpoint, settings)
+    # What the run changes on the model and gives back at the end: LoRA freezes weights; gradient checkpointing
+    # (transformers) and LoRA (peft) each hook the input embeddings.
+    requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
+    embedding_hooks = set(model.get_input_embeddings()._forward_hooks)
     if config.gradient_checkpointing:
         set_gradient_checkpointing(model, True)
     if config.lora_r is not None:
@@ -373,7 +389,7 @@ def train(
         if config.save_every and (step % config.save_every == 0 or step == config.steps):  # the end too
             run["seconds"] = time.perf_counter() - start
             state = {"run": run, "history": history, "settings": settings}
-            save_training_state(accelerator, config.output_dir, step, state, keep=config.save_total_limit)
+            save_training_state(accelerator, output_dir, step, state, keep=config.save_total_limit)
         tokens_per_s, valid = history["tokens_per_s"][-1], history["valid_loss"][-1]
         bar.set_postfix(loss=f"{loss:.3f}", valid=f"{valid:.3f}", tok_s=f"{tokens_per_s:.0f}", refresh=False)
     positions = reduce_sum(torch.tensor(run["positions"]), accelerator)
@@ -388,7 +404,7 @@ def train(
     )
     if config.report_to:
         accelerator.end_training()
-    return finish(model, tokenizer, config, accelerator, chat_format), history
+    return finish(model, tokenizer, config, accelerator, chat_format, (requires_grad, embedding_hooks)), history
 
 
 def update(model, micro_batches, optimizer, accelerator, config: TrainConfig, precision, step, history) -> float:
@@ -421,18 +437,38 @@ def update(model, micro_batches, optimizer, accelerator, config: TrainConfig, pr
     )
 
 
-def finish(model, tokenizer, config: TrainConfig, accelerator, chat_format: ChatFormat):
+def finish(model, tokenizer, config: TrainConfig, accelerator, chat_format: ChatFormat, before: tuple):
     """The trained model unwrapped, LoRA adapters merged, recomputation off, in eval mode; saved to
-    ``config.output_dir`` (``save_pretrained``) when there is one."""
+    ``config.output_dir`` (``save_pretrained``) when there is one. ``before``: (parameter name -> requires_grad,
+    the input embeddings' forward-hook ids) as they were before the run, given back: the model is then a plain
+    one, ready for another run or for inference."""
     # keep_fp32_wrapper=False: drop the autocast accelerate wrapped around forward; the caller chooses again.
     unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     if config.lora_r is not None:  # the merged weights: from_pretrained reloads them without peft
         model = unwrapped = unwrapped.merge_and_unload()
+    requires_grad, embedding_hooks = before
+    for name, parameter in unwrapped.named_parameters():  # peft froze every weight but its adapters
+        parameter.requires_grad_(requires_grad.get(name, True))
+    if not embedding_hooks and (
+        getattr(unwrapped, "_require_grads_hooks", None) or hasattr(unwrapped, "_require_grads_hook")
+    ):
+        unwrapped.disable_input_require_grads()  # the model's record of the hooks (a list in transformers 5, one in 4.x)
+    remove_hooks_since(unwrapped.get_input_embeddings(), embedding_hooks)
     if config.gradient_checkpointing:  # before saving, so that the saved config has its cache back
         set_gradient_checkpointing(unwrapped, False)
     if config.output_dir:  # the prepared model itself without LoRA: under FSDP its weights are gathered
-        save_checkpoint(model, tokenizer, config.output_dir, accelerator, chat_format=chat_format)
+        save_checkpoint(model, tokenizer, os.fspath(config.output_dir), accelerator, chat_format=chat_format)
     return unwrapped.eval()
+
+
+def remove_hooks_since(module, before: set) -> None:
+    """Remove the forward hooks registered on ``module`` since its hook ids were ``before``. Gradient checkpointing
+    (transformers 5) and peft (with it) each hook the input embeddings so that their output requires grad; the
+    second replaces the first's handle in the model, so ``disable_input_require_grads()`` alone leaves one, and a
+    model left with it builds a graph in every forward outside ``no_grad``, frozen or not."""
+    for key in set(module._forward_hooks) - before:
+        for hooks in (module._forward_hooks, module._forward_hooks_with_kwargs, module._forward_hooks_always_called):
+            hooks.pop(key, None)
 
 
 def set_gradient_checkpointing(model, on: bool) -> None:

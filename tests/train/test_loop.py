@@ -3,8 +3,10 @@
 import copy
 import json
 import os
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -141,22 +143,35 @@ def test_checkpoint_round_trip_reproduces_logits_and_stops_at_endoftext(smoke_ru
     )
 
 
-def _run_train(args, history_json, *, processes=1):
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", f"--num_processes={processes}"]
-    launch += ["--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no", "--main_process_port=29517"]
-    command = (launch if processes > 1 else [sys.executable]) + ["-m", "sft_utils.train", *args]
-    command += ["--history-json", str(history_json)]
+def _cpu_launch_command() -> list[str]:
+    """The command the CLI's docstring gives for two CPU processes, up to ``-m sft_utils.train``, with
+    ``accelerate`` run by this Python and a port of its own (so that runs beside it do not collide)."""
+    from sft_utils.train import cli
+
+    line = next(li.strip() for li in cli.__doc__.splitlines() if "--mixed_precision no" in li)
+    words = shlex.split(line)
+    assert words[:2] == ["accelerate", "launch"] and words[-3:-1] == ["-m", "sft_utils.train"], line
+    return [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port=29517", *words[2:-3]]
+
+
+def _run_train(args, history_json, *, processes=1, launch=None):
+    """``python -m sft_utils.train`` in one process, or under ``launch`` (default: the docstring's two CPU
+    processes); returns its history and keeps its output in ``history_json``'s folder, ``run.log``."""
+    if launch is None:
+        launch = _cpu_launch_command() if processes > 1 else [sys.executable]
+    command = launch + ["-m", "sft_utils.train", *args, "--history-json", str(history_json)]
     done = subprocess.run(
         command, check=False, capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"}
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (history_json.parent / "run.log").write_text(done.stdout + done.stderr)
     return json.loads(history_json.read_text())
 
 
 def test_two_accelerate_processes_give_the_single_process_loss(tmp_path):
     """The same global batch of 4 conversations per step: one process with 2 micro-batches of 2, or two
-    processes with one each. ``accelerate launch --multi_gpu --num_processes 2`` starts them with torchrun;
-    without a GPU they run as CPU DDP over gloo (``--cpu`` would start a single process, MPI aside)."""
+    processes with one each, started by the command the CLI's docstring gives (``--multi_gpu``: torchrun's
+    launcher; without a GPU they run as CPU DDP over gloo; ``--cpu`` would start a single process, MPI aside)."""
     common = ["--smoke", "--data", str(course_data_path()), "--validation-fraction", "0.25", "--steps", "3"]
     common += ["--batch-size", "2", "--max-length", "64", "--eval-every", "3", "--output-dir", "", "--no-progress"]
     common += ["--warmup-steps", "0", "--lr", "3e-3"]  # full steps from the first: later losses show the updates
@@ -168,6 +183,39 @@ def test_two_accelerate_processes_give_the_single_process_loss(tmp_path):
     assert double["valid_loss"] == pytest.approx(single["valid_loss"], rel=1e-5)
     assert double["padding_share"] == pytest.approx(single["padding_share"])
     assert double["lr"] == single["lr"] and single["valid_loss"][1] < single["valid_loss"][0] - 0.05
+
+
+@pytest.mark.slow
+def test_an_fsdp_launch_on_cpu_processes_trains_as_ddp_and_says_so(tmp_path):
+    """configs/fsdp.yaml on two CPU processes: accelerate (1.15) enters FSDP for GPU processes only, so the run is
+    plain DDP over gloo, with the single process's losses, and warns that nothing is sharded. The sharded path
+    itself (evaluation, generation, LoRA merge and saving on sharded weights) needs GPUs (docs/performance.md)."""
+    common = ["--smoke", "--data", str(course_data_path()), "--validation-fraction", "0.25", "--steps", "2"]
+    common += ["--batch-size", "2", "--max-length", "64", "--eval-every", "2", "--output-dir", "", "--no-progress"]
+    single = _run_train([*common, "--grad-accum", "2"], tmp_path / "single.json")
+    fsdp_yaml = str(Path(__file__).parents[2] / "configs" / "fsdp.yaml")
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", fsdp_yaml]
+    launch += ["--main_process_port=29519"]
+    (tmp_path / "fsdp").mkdir()
+    sharded = _run_train([*common, "--grad-accum", "1"], tmp_path / "fsdp" / "history.json", launch=launch)
+    assert sharded["processes"] == 2 and sharded["trained_tokens"] == single["trained_tokens"]
+    assert sharded["train_loss"] == pytest.approx(single["train_loss"], rel=1e-5)
+    assert (
+        "accelerate launch asked for FSDP, but accelerate shards only across GPUs"
+        in (tmp_path / "fsdp" / "run.log").read_text()
+    )
+
+
+def test_an_fsdp_launch_that_accelerate_does_not_shard_warns(monkeypatch):
+    from sft_utils.train.distributed import is_sharded
+    from sft_utils.train.loop import make_accelerator
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: accelerate may shard here")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what accelerate launch --config_file configs/fsdp.yaml sets
+    with pytest.warns(UserWarning, match="asked for FSDP, but accelerate shards only across GPUs: these cpu processes"):
+        accelerator = make_accelerator("fp32", True, TrainConfig.toy())
+    assert not is_sharded(accelerator)
 
 
 @pytest.mark.parametrize(
@@ -206,6 +254,9 @@ def test_a_bad_setting_is_named_before_any_work(setting, problem):
         (["--steps", "10", "--warmup-steps", "20"], "--warmup-steps (20) is longer than the run (steps=10)"),
         (["--save-every", "5", "--output-dir", ""], "--save-every needs an output_dir"),
         (["--lora-r", "0"], "--lora-r must be an int >= 1, got 0"),
+        (["--weight-decay=-0.1"], "--weight-decay must be a number >= 0, got -0.1"),
+        (["--max-grad-norm", "0"], "--max-grad-norm must be a positive number, got 0.0"),
+        (["--max-grad-norm", "off"], "--max-grad-norm: a number or 'none' (no clipping), got 'off'"),
         (["--resume", "no/such/folder"], "--resume no/such/folder: no such folder"),
     ],
 )
@@ -232,6 +283,20 @@ def test_the_command_line_refuses_an_option_that_would_be_ignored(args, problem,
     with pytest.raises(SystemExit):
         parse_args(args)
     assert problem in capsys.readouterr().err
+
+
+def test_the_command_line_has_an_option_for_every_setting():
+    from dataclasses import fields
+
+    from sft_utils.train.cli import make_parser, parse_args
+
+    options = {a.dest: a.option_strings for a in make_parser()._actions}
+    for field in fields(TrainConfig):
+        assert options.get(field.name) == [f"--{field.name.replace('_', '-')}"], field.name
+    config = parse_args(["--smoke", "--weight-decay", "0.1", "--max-grad-norm", "0.5"]).config
+    assert (config.weight_decay, config.max_grad_norm) == (0.1, 0.5)
+    assert parse_args(["--smoke", "--max-grad-norm", "none"]).config.max_grad_norm is None
+    assert parse_args(["--smoke"]).config.max_grad_norm == TrainConfig().max_grad_norm == 1.0
 
 
 def test_the_command_line_reports_bad_data_in_one_line(tmp_path, capsys):
