@@ -206,8 +206,9 @@ def make_accelerator(precision: str, cpu: bool, config: TrainConfig):
         # accelerate enters FSDP for GPU processes only: launched with configs/fsdp.yaml on CPU processes it runs
         # plain DDP (every process holds every weight), and says nothing.
         warnings.warn(
-            f"accelerate launch asked for FSDP, but accelerate shards only across GPUs: these {accelerator.device.type} "
-            f"processes run as {accelerator.distributed_type.name}, every one holding the whole model",
+            "accelerate launch asked for FSDP, but accelerate shards only across GPUs: these "
+            f"{accelerator.device.type} processes run as {accelerator.distributed_type.name}, "
+            "every one holding the whole model",
             stacklevel=3,
         )
     if precision == "fp16" and accelerator.scaler is None:
@@ -261,10 +262,11 @@ def train(
         (``eval_step``, ``eval_trained_tokens``, ``valid_loss`` assistant-only, nats/token; ``valid_ppl`` = exp
         of it; step 0 is before training), ``skipped_steps`` (fp16: the step each update the gradient scaler
         skipped was retried for; ``step_seconds`` includes those attempts), plus ``padding_share``,
-        ``precision``, ``seconds``, ``processes``, ``trainable_parameters``, ``resumed_at`` (the step a resumed run started after, else None), ``config``;
-        a resumed run's history holds the whole run's records. The model comes back unwrapped, in eval mode;
-        with LoRA, the adapters merged into its weights (a plain ``GPTNeoXForCausalLM`` again, its parameters'
-        ``requires_grad`` as they were and no hook left from peft: another ``train()`` on it works).
+        ``precision``, ``seconds``, ``processes``, ``trainable_parameters``, ``resumed_at`` (the step a resumed
+        run started after, else None), ``config``; a resumed run's history holds the whole run's records. The
+        model comes back unwrapped, in eval mode; with LoRA, the adapters merged into its weights (a plain
+        ``GPTNeoXForCausalLM`` again, its parameters' ``requires_grad`` as they were and no hook left from peft:
+        another ``train()`` on it works).
 
     Raises ValueError for a bad config value, data without trained tokens, or a checkpoint whose run had other
     settings; FileNotFoundError when ``resume_from`` finds no checkpoint; FloatingPointError when fp16's gradient
@@ -452,7 +454,7 @@ def finish(model, tokenizer, config: TrainConfig, accelerator, chat_format: Chat
     if not embedding_hooks and (
         getattr(unwrapped, "_require_grads_hooks", None) or hasattr(unwrapped, "_require_grads_hook")
     ):
-        unwrapped.disable_input_require_grads()  # the model's record of the hooks (a list in transformers 5, one in 4.x)
+        unwrapped.disable_input_require_grads()  # its record of the hooks: a list in transformers 5, one in 4.x
     remove_hooks_since(unwrapped.get_input_embeddings(), embedding_hooks)
     if config.gradient_checkpointing:  # before saving, so that the saved config has its cache back
         set_gradient_checkpointing(unwrapped, False)
