@@ -1,13 +1,19 @@
 """``python -m sft_utils.train``: fine-tune a Pythia model with the assistant-only loss from the command line.
 
 Introduced in notebook 08_finetune_pythia (the notebook calls the same :func:`sft_utils.train.train`).
-Runs unchanged under ``accelerate launch`` (several GPUs, or ``--cpu --num_processes 2``; an FSDP example
-is ``configs/fsdp.yaml``)::
+Runs unchanged under ``accelerate launch``: DDP on several GPUs, or FSDP with ``configs/fsdp.yaml``::
 
     python -m sft_utils.train --model EleutherAI/pythia-160m --steps 300 --batch-size 8 --grad-accum 4
-    accelerate launch --num_processes 2 -m sft_utils.train --steps 300
+    accelerate launch --multi_gpu --num_processes 2 -m sft_utils.train --steps 300
+    accelerate launch --config_file configs/fsdp.yaml -m sft_utils.train --model EleutherAI/pythia-1.4b
     SFT_SMOKE=1 python -m sft_utils.train          # CPU smoke run: pythia-14m, 40 steps
     python -m sft_utils.train --data toy:last_word # a toy task, learned from random weights on a CPU
+
+Two processes on a CPU (DDP over gloo, to rehearse a multi-GPU run): ``--multi_gpu`` picks accelerate's
+torchrun launcher, and each process, finding no GPU, runs on the CPU. (``accelerate launch --cpu
+--num_processes 2`` starts a single process: accelerate leaves several CPU processes to MPI.)::
+
+    accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no -m sft_utils.train --smoke
 
 Data: oasst1 from the hub (one best-ranked thread per tree, ``--lang``), or ``--data file.jsonl``; offline,
 the course's ``data/conversations.jsonl`` (and it says so). ``--data toy:TASK`` trains a random-weight model
@@ -39,6 +45,7 @@ from .precision import PRECISIONS
 from .toy_run import HELD_OUT_CONVERSATIONS, TRAIN_CONVERSATIONS
 
 FORMATS = {f.name: f for f in COURSE_FORMATS.values()}  # "open-assistant", "chatml", "llama-3"
+NO_CLIPPING = "none"
 
 
 def smoke_mode() -> bool:
@@ -46,7 +53,8 @@ def smoke_mode() -> bool:
     return os.environ.get("SFT_SMOKE") == "1" or not torch.cuda.is_available()
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def make_parser() -> argparse.ArgumentParser:
+    """The command line's options: one ``--name-with-dashes`` per :class:`TrainConfig` field, plus the data's."""
     defaults = TrainConfig()
     summary = __doc__.splitlines()[0].replace("``", "")  # the docstring's reST quotes read as noise in --help
     parser = argparse.ArgumentParser(prog="python -m sft_utils.train", description=summary)
@@ -57,6 +65,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, help="peak learning rate (default: 2e-5 pretrained, 1e-3 random)")
     parser.add_argument("--warmup-steps", type=int, help="linear warm-up steps before the schedule")
     parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="after warm-up (default cosine; toy: constant)")
+    parser.add_argument(
+        "--weight-decay", type=float, help="AdamW's decoupled weight decay on weight matrices (default 0)"
+    )
+    parser.add_argument(
+        "--max-grad-norm",
+        type=_max_grad_norm,
+        metavar="NORM|none",
+        help="clip gradients to this global norm (default 1.0; none: no clipping)",
+    )
     parser.add_argument("--max-length", type=int, help="tokens per conversation (longer ones are cut)")
     parser.add_argument("--precision", choices=PRECISIONS, help="auto: bf16 / fp16 on a GPU, fp32 on a CPU")
     parser.add_argument("--seed", type=int, help="data order, and the weights when they are random (default 0)")
@@ -104,6 +121,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-conversations", type=int, help="use at most this many training conversations")
     parser.add_argument("--history-json", type=Path, help="also write the loss history here")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The options of ``argv`` (None: ``sys.argv``), with ``args.config`` the :class:`TrainConfig` they give;
+    exits with status 2 and the option's name for a bad value."""
+    parser = make_parser()
     args = parser.parse_args(argv)
     if args.max_conversations is not None and args.max_conversations < 1:
         parser.error(f"--max-conversations must be >= 1, got {args.max_conversations}")
@@ -131,6 +155,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def _max_grad_norm(text: str) -> float | str:
+    """``--max-grad-norm``: a number, or ``none`` (kept as the word: None means "not given" to the options)."""
+    if text.strip().lower() == NO_CLIPPING:
+        return NO_CLIPPING
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number or 'none' (no clipping), got {text!r}") from None
+
+
 def toy_task_name(data) -> str | None:
     """``"last_word"`` for ``--data toy:last_word``; None for a file or oasst1."""
     text = str(data) if data is not None else ""
@@ -146,6 +180,8 @@ def config_from_args(args) -> TrainConfig:
     given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
     if given.get("output_dir") == "":
         given["output_dir"] = None
+    if given.get("max_grad_norm") == NO_CLIPPING:
+        given["max_grad_norm"] = None
     return defaults(**given)
 
 
@@ -193,13 +229,15 @@ def main(argv=None) -> int:
             resume_from=args.resume,
             chat_format=chat_format,
         )
-    except (ValueError, OSError) as error:  # ConversationError is a ValueError
+    except (ValueError, OSError, FloatingPointError) as error:  # ConversationError is a ValueError
         print(f"python -m sft_utils.train: error: {error}", file=sys.stderr)
         return 2
     resumed = f" (resumed after step {history['resumed_at']})" if history["resumed_at"] is not None else ""
+    skipped = len(history["skipped_steps"])  # fp16: updates the gradient scaler skipped, then retried
     say(
-        f"{config.steps} steps{resumed}, {history['processes']} process(es), {history['precision']}, "
-        f"{history['seconds']:.1f} s; padding {history['padding_share']:.1%}; "
+        f"{config.steps} steps{resumed}, {history['processes']} process(es), {history['precision']}"
+        + (f" ({skipped} overflowing updates skipped and retried)" if skipped else "")
+        + f", {history['seconds']:.1f} s; padding {history['padding_share']:.1%}; "
         f"validation assistant-only loss {history['valid_loss'][0]:.3f} -> {history['valid_loss'][-1]:.3f} "
         f"(perplexity {history['valid_ppl'][-1]:.1f})"
         + (f"; held-out exact match {history['exact_match'][-1]:.0%}" if "exact_match" in history else "")

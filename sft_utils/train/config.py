@@ -27,6 +27,9 @@ LR_SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_wi
 class TrainConfig:
     """Everything a run depends on; ``python -m sft_utils.train --help`` has the same names.
 
+    ``steps`` counts real optimizer updates: under fp16 an update the gradient scaler skips (its gradients
+    overflowed) is retried on the same conversations and does not count, nor move the schedule; it is listed in
+    the history's ``skipped_steps`` (after 20 skips in a row the run stops with FloatingPointError).
     ``batch_size`` is the micro-batch per process (conversations); one optimizer step sees
     ``batch_size * grad_accum * processes`` conversations. ``lr`` None: 2e-5 for pretrained weights,
     1e-3 for random ones (offline), which need larger steps to move in a few dozen updates.

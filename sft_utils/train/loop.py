@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 import time
 import warnings
@@ -36,13 +37,16 @@ from ..steps.shift import IGNORE_INDEX, AssistantOnlyCollator, CausalLMCollator
 from .checkpoint import save_checkpoint
 from .config import LORA_TARGET_MODULES as LORA_TARGETS
 from .config import LR_SCHEDULES, TrainConfig
-from .distributed import reduce_sum
+from .distributed import is_sharded, reduce_sum
 from .evaluate import evaluate
 from .precision import resolve_precision
 from .resume import check_output_dir, data_fingerprint, find_checkpoint, read_training_state, save_training_state
 from .step import check_prompt_loss_weight, move_batch, train_step
 
 ACCELERATE_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
+# fp16 updates the gradient scaler may skip in a row (each halves its scale) before the run stops: 20 halvings take
+# the usual starting scale 2**16 below 1, where gradients that still overflow are not finite at all.
+MAX_SKIPS_IN_A_ROW = 20
 
 
 def micro_batch_indices(lengths: list[int], batch_size: int, *, seed: int):
@@ -197,7 +201,29 @@ def make_accelerator(precision: str, cpu: bool, config: TrainConfig):
     if config.report_to:
         tracking = {"log_with": config.report_to, "project_dir": str(Path(config.output_dir) / "runs")}
     # cpu=True without a GPU: accelerate then runs several launched processes as MULTI_CPU (gloo) DDP.
-    return Accelerator(mixed_precision=ACCELERATE_PRECISION[precision], cpu=cpu, **tracking)
+    accelerator = Accelerator(mixed_precision=ACCELERATE_PRECISION[precision], cpu=cpu, **tracking)
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not is_sharded(accelerator):
+        # accelerate enters FSDP for GPU processes only: launched with configs/fsdp.yaml on CPU processes it runs
+        # plain DDP (every process holds every weight), and says nothing.
+        warnings.warn(
+            "accelerate launch asked for FSDP, but accelerate shards only across GPUs: these "
+            f"{accelerator.device.type} processes run as {accelerator.distributed_type.name}, "
+            "every one holding the whole model",
+            stacklevel=3,
+        )
+    if precision == "fp16" and accelerator.scaler is None:
+        # accelerate scales fp16 gradients on GPUs only. torch's CPU GradScaler runs the same path on a CPU (slowly:
+        # to rehearse a T4's run): autocast around the forward, the loss scaled, gradients unscaled before clipping.
+        handler = accelerator.scaler_handler
+        accelerator.scaler = torch.amp.GradScaler(accelerator.device.type, **(handler.to_kwargs() if handler else {}))
+        accelerator.native_amp = True
+    return accelerator
+
+
+def loss_scale(accelerator) -> float | None:
+    """The fp16 gradient scaler's current scale, or None without one (bf16, fp32)."""
+    scaler = getattr(accelerator, "scaler", None)
+    return scaler.get_scale() if scaler is not None and scaler.is_enabled() else None
 
 
 def train(
@@ -234,13 +260,17 @@ def train(
         cumulative over all processes, ``train_loss`` nats/token, ``lr`` the step's learning rate,
         ``tokens_per_s`` real input tokens, ``step_seconds`` wall time of the step alone) and per evaluation
         (``eval_step``, ``eval_trained_tokens``, ``valid_loss`` assistant-only, nats/token; ``valid_ppl`` = exp
-        of it; step 0 is before training), plus ``padding_share``, ``precision``, ``seconds``, ``processes``,
-        ``trainable_parameters``, ``resumed_at`` (the step a resumed run started after, else None), ``config``;
-        a resumed run's history holds the whole run's records. The model comes back unwrapped, in eval mode;
-        with LoRA, the adapters merged into its weights (a plain ``GPTNeoXForCausalLM`` again).
+        of it; step 0 is before training), ``skipped_steps`` (fp16: the step each update the gradient scaler
+        skipped was retried for; ``step_seconds`` includes those attempts), plus ``padding_share``,
+        ``precision``, ``seconds``, ``processes``, ``trainable_parameters``, ``resumed_at`` (the step a resumed
+        run started after, else None), ``config``; a resumed run's history holds the whole run's records. The
+        model comes back unwrapped, in eval mode; with LoRA, the adapters merged into its weights (a plain
+        ``GPTNeoXForCausalLM`` again, its parameters' ``requires_grad`` as they were and no hook left from peft:
+        another ``train()`` on it works).
 
     Raises ValueError for a bad config value, data without trained tokens, or a checkpoint whose run had other
-    settings; FileNotFoundError when ``resume_from`` finds no checkpoint.
+    settings; FileNotFoundError when ``resume_from`` finds no checkpoint; FloatingPointError when fp16's gradient
+    scaler skips :data:`MAX_SKIPS_IN_A_ROW` updates in a row (:func:`update`).
     """
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -277,11 +307,17 @@ def train(
     lr = config.lr if config.lr is not None else (2e-5 if getattr(model, "sft_pretrained", True) else 1e-3)
     processes, rank = accelerator.num_processes, accelerator.process_index
     per_step = config.grad_accum * processes
+    output_dir = os.fspath(config.output_dir) if config.output_dir is not None else None  # a Path: a str in JSON
     settings = asdict(config) | {"lr": lr, "warmup_steps": config.warmup, "chat_format": chat_format.name}
+    settings |= {"output_dir": output_dir, "lora_target_modules": list(config.lora_target_modules)}
     settings |= {"processes": processes, "data": data_fingerprint(train_examples, valid_examples)}
     if resume_from is not None:  # checked before the model is touched: a refused resume leaves it as it was
         checkpoint = find_checkpoint(resume_from, config.output_dir)
         saved = read_training_state(checkpoint, settings)
+    # What the run changes on the model and gives back at the end: LoRA freezes weights; gradient checkpointing
+    # (transformers) and LoRA (peft) each hook the input embeddings.
+    requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
+    embedding_hooks = set(model.get_input_embeddings()._forward_hooks)
     if config.gradient_checkpointing:
         set_gradient_checkpointing(model, True)
     if config.lora_r is not None:
@@ -294,10 +330,12 @@ def train(
 
     history = {k: [] for k in ("step", "trained_tokens", "train_loss", "lr", "tokens_per_s", "step_seconds")}
     history.update({k: [] for k in ("eval_step", "eval_trained_tokens", "valid_loss", "valid_ppl")})
+    history["skipped_steps"] = []  # fp16: the step each update the gradient scaler skipped was retried for
     run = {"step": 0, "trained_tokens": 0, "padded": 0, "positions": 0, "seconds": 0.0}  # padding: this process's
     if resume_from is not None:
         accelerator.load_state(str(checkpoint))  # weights, optimizer, scheduler, scaler, random states
         history, run = saved["history"], saved["run"]
+        history.setdefault("skipped_steps", [])  # a checkpoint written before skips were recorded
     resumed_at = run["step"] if resume_from is not None else None
     stream = micro_batch_indices([len(e["input_ids"]) for e in train_examples], config.batch_size, seed=config.seed)
     for _ in range(run["step"] * per_step):  # the data position: the micro-batches the steps so far consumed
@@ -328,20 +366,13 @@ def train(
         step_start = time.perf_counter()
         indices = [next(stream) for _ in range(per_step)][rank::processes]  # this process's share
         micro_batches = [move_batch(collate([train_examples[i] for i in ix]), accelerator.device) for ix in indices]
+        step_lr = scheduler.get_last_lr()[0]  # the rate this step trains at (read before the scheduler moves on)
+        loss = update(model, micro_batches, optimizer, accelerator, config, precision, step, history)
+        count = reduce_sum(torch.tensor(sum(int(b["label_masks"].sum()) for b in micro_batches)), accelerator)
+        if count:  # a step without trained tokens changed nothing: the schedule waits too
+            scheduler.step()
         run["padded"] += sum(int((b["attention_mask"] == 0).sum()) for b in micro_batches)
         run["positions"] += sum(b["attention_mask"].numel() for b in micro_batches)
-        step_lr = scheduler.get_last_lr()[0]  # the rate this step trains at (read before the scheduler moves on)
-        loss = train_step(
-            model,
-            micro_batches,
-            optimizer,
-            accelerator=accelerator,
-            max_grad_norm=config.max_grad_norm,
-            precision=precision,
-        )
-        count = reduce_sum(torch.tensor(sum(int(b["label_masks"].sum()) for b in micro_batches)), accelerator)
-        if count and not accelerator.optimizer_step_was_skipped:  # fp16: the scaler skips inf/NaN steps
-            scheduler.step()
         real = reduce_sum(torch.tensor(sum(int(b["attention_mask"].sum()) for b in micro_batches)), accelerator)
         run["trained_tokens"] += count
         run["step"] = step
@@ -360,7 +391,7 @@ def train(
         if config.save_every and (step % config.save_every == 0 or step == config.steps):  # the end too
             run["seconds"] = time.perf_counter() - start
             state = {"run": run, "history": history, "settings": settings}
-            save_training_state(accelerator, config.output_dir, step, state, keep=config.save_total_limit)
+            save_training_state(accelerator, output_dir, step, state, keep=config.save_total_limit)
         tokens_per_s, valid = history["tokens_per_s"][-1], history["valid_loss"][-1]
         bar.set_postfix(loss=f"{loss:.3f}", valid=f"{valid:.3f}", tok_s=f"{tokens_per_s:.0f}", refresh=False)
     positions = reduce_sum(torch.tensor(run["positions"]), accelerator)
@@ -375,21 +406,71 @@ def train(
     )
     if config.report_to:
         accelerator.end_training()
-    return finish(model, tokenizer, config, accelerator, chat_format), history
+    return finish(model, tokenizer, config, accelerator, chat_format, (requires_grad, embedding_hooks)), history
 
 
-def finish(model, tokenizer, config: TrainConfig, accelerator, chat_format: ChatFormat):
+def update(model, micro_batches, optimizer, accelerator, config: TrainConfig, precision, step, history) -> float:
+    """One optimizer update on ``micro_batches`` (:func:`train_step`); returns its loss in nats per trained token.
+
+    Under fp16 the gradient scaler skips an update whose gradients overflowed (inf or NaN) and halves its scale.
+    The fused AdamW applies that skip inside its own kernel, so accelerate's ``optimizer_step_was_skipped`` never
+    sees it: a skip is read from the scale instead (it falls only on a skip). A skipped update changed no weight
+    and no optimizer state; it is recorded in ``history["skipped_steps"]`` and retried on the same micro-batches
+    at the same learning rate, so that ``steps`` counts real updates. After :data:`MAX_SKIPS_IN_A_ROW` skips in a
+    row (the scale then divided by about a million) the gradients are not finite at any scale: FloatingPointError.
+    """
+    for _ in range(MAX_SKIPS_IN_A_ROW):
+        scale = loss_scale(accelerator)
+        loss = train_step(
+            model,
+            micro_batches,
+            optimizer,
+            accelerator=accelerator,
+            max_grad_norm=config.max_grad_norm,
+            precision=precision,
+        )
+        if not (scale is not None and loss_scale(accelerator) < scale) and not accelerator.optimizer_step_was_skipped:
+            return loss
+        history["skipped_steps"].append(step)
+    raise FloatingPointError(
+        f"step {step}: the fp16 gradient scaler skipped {MAX_SKIPS_IN_A_ROW} updates in a row (gradients inf or "
+        f"NaN even at a loss scale of {loss_scale(accelerator):g}); the loss or the weights are not finite: try a "
+        "lower lr, precision='bf16' on a GPU that has it, or 'fp32'"
+    )
+
+
+def finish(model, tokenizer, config: TrainConfig, accelerator, chat_format: ChatFormat, before: tuple):
     """The trained model unwrapped, LoRA adapters merged, recomputation off, in eval mode; saved to
-    ``config.output_dir`` (``save_pretrained``) when there is one."""
+    ``config.output_dir`` (``save_pretrained``) when there is one. ``before``: (parameter name -> requires_grad,
+    the input embeddings' forward-hook ids) as they were before the run, given back: the model is then a plain
+    one, ready for another run or for inference."""
     # keep_fp32_wrapper=False: drop the autocast accelerate wrapped around forward; the caller chooses again.
     unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     if config.lora_r is not None:  # the merged weights: from_pretrained reloads them without peft
         model = unwrapped = unwrapped.merge_and_unload()
+    requires_grad, embedding_hooks = before
+    for name, parameter in unwrapped.named_parameters():  # peft froze every weight but its adapters
+        parameter.requires_grad_(requires_grad.get(name, True))
+    if not embedding_hooks and (
+        getattr(unwrapped, "_require_grads_hooks", None) or hasattr(unwrapped, "_require_grads_hook")
+    ):
+        unwrapped.disable_input_require_grads()  # its record of the hooks: a list in transformers 5, one in 4.x
+    remove_hooks_since(unwrapped.get_input_embeddings(), embedding_hooks)
     if config.gradient_checkpointing:  # before saving, so that the saved config has its cache back
         set_gradient_checkpointing(unwrapped, False)
     if config.output_dir:  # the prepared model itself without LoRA: under FSDP its weights are gathered
-        save_checkpoint(model, tokenizer, config.output_dir, accelerator, chat_format=chat_format)
+        save_checkpoint(model, tokenizer, os.fspath(config.output_dir), accelerator, chat_format=chat_format)
     return unwrapped.eval()
+
+
+def remove_hooks_since(module, before: set) -> None:
+    """Remove the forward hooks registered on ``module`` since its hook ids were ``before``. Gradient checkpointing
+    (transformers 5) and peft (with it) each hook the input embeddings so that their output requires grad; the
+    second replaces the first's handle in the model, so ``disable_input_require_grads()`` alone leaves one, and a
+    model left with it builds a graph in every forward outside ``no_grad``, frozen or not."""
+    for key in set(module._forward_hooks) - before:
+        for hooks in (module._forward_hooks, module._forward_hooks_with_kwargs, module._forward_hooks_always_called):
+            hooks.pop(key, None)
 
 
 def set_gradient_checkpointing(model, on: bool) -> None:

@@ -7,7 +7,9 @@ weights and the softmax in float32:
   A100, L4, H100 …) run it fast. ``torch.cuda.is_bf16_supported()`` also says True on a T4 or a V100, where
   bf16 is *emulated* (slow): this module asks with ``including_emulation=False``.
 * **fp16** runs natively on older GPUs, but small gradients underflow to 0 unless the loss is scaled up
-  first: it needs a gradient scaler (accelerate's, in :func:`sft_utils.train.train`).
+  first: it needs a gradient scaler (accelerate's, in :func:`sft_utils.train.train`), which skips the updates
+  whose scaled gradients overflowed. On a CPU the loop asked for fp16 uses torch's CPU gradient scaler: slow,
+  but the same path as on a T4, to rehearse it.
 * **fp32** everywhere else: on a CPU, and on a path without a gradient scaler on an older GPU.
 """
 
@@ -40,11 +42,12 @@ def resolve_precision(precision: str = "auto", device=None, *, scaler: bool = Tr
             does; :func:`sft_utils.train.train_step` does not).
 
     ``"auto"`` gives bf16 on a GPU with native bf16 (Ampere and later); fp16 on older GPUs (a T4, a V100)
-    when the path has a gradient scaler, fp32 when it has none; fp32 on a CPU.
+    when the path has a gradient scaler, fp32 when it has none; fp32 on a CPU. ``"fp16"`` asked for by name runs
+    on a CPU too, where the loop scales with torch's CPU gradient scaler (to rehearse a T4's run; slow).
 
     Raises:
-        ValueError: an unknown name; ``"fp16"`` on a CPU, or on a path without a gradient scaler; a device torch
-            does not know, or a CUDA device where there is none.
+        ValueError: an unknown name; ``"fp16"`` on a path without a gradient scaler; a device torch does not know,
+            or a CUDA device where there is none.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -55,8 +58,6 @@ def resolve_precision(precision: str = "auto", device=None, *, scaler: bool = Tr
         if native_bf16(device):
             return "bf16"
         return "fp16" if scaler else "fp32"
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"fp16 needs a CUDA GPU (its gradient scaler); use fp32 or bf16 on {device.type}")
     if precision == "fp16" and not scaler:
         raise ValueError("fp16 needs a gradient scaler, which this path has not; use 'auto', 'bf16' or 'fp32'")
     return precision

@@ -82,6 +82,7 @@ def save_training_state(accelerator, output_dir, step: int, state: dict, *, keep
     """Write ``checkpoint-<step>/`` atomically and delete all but the last ``keep`` checkpoints; returns its
     folder. Every process must call it (accelerate saves each process's random states); ``state`` (JSON-able:
     step, data position, history) is written by the main process, last, so its presence marks a whole save."""
+    text = json.dumps(state)  # before any folder is made: a value JSON cannot hold leaves no half-written save
     output_dir = Path(output_dir)
     final = output_dir / f"checkpoint-{step}"
     temporary = output_dir / f".checkpoint-{step}.tmp"
@@ -92,7 +93,7 @@ def save_training_state(accelerator, output_dir, step: int, state: dict, *, keep
     accelerator.save_state(str(temporary))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (temporary / STATE_FILE).write_text(json.dumps(state))
+        (temporary / STATE_FILE).write_text(text)
         shutil.rmtree(final, ignore_errors=True)  # the same step of an earlier run into this folder
         temporary.rename(final)
         for old in checkpoints(output_dir)[:-keep]:

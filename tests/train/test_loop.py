@@ -3,8 +3,10 @@
 import copy
 import json
 import os
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -90,8 +92,9 @@ def test_length_grouping_cuts_padding():
 def test_precision_choice():
     assert resolve_precision("auto", "cpu") == "fp32"
     assert resolve_precision("bf16", "cpu") == "bf16"
-    with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):
-        resolve_precision("fp16", "cpu")
+    assert resolve_precision("fp16", "cpu") == "fp16"  # the loop's path, with torch's CPU gradient scaler
+    with pytest.raises(ValueError, match="fp16 needs a gradient scaler"):
+        resolve_precision("fp16", "cpu", scaler=False)
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("fp8", "cpu")
 
@@ -140,22 +143,35 @@ def test_checkpoint_round_trip_reproduces_logits_and_stops_at_endoftext(smoke_ru
     )
 
 
-def _run_train(args, history_json, *, processes=1):
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", f"--num_processes={processes}"]
-    launch += ["--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no", "--main_process_port=29517"]
-    command = (launch if processes > 1 else [sys.executable]) + ["-m", "sft_utils.train", *args]
-    command += ["--history-json", str(history_json)]
+def _cpu_launch_command() -> list[str]:
+    """The command the CLI's docstring gives for two CPU processes, up to ``-m sft_utils.train``, with
+    ``accelerate`` run by this Python and a port of its own (so that runs beside it do not collide)."""
+    from sft_utils.train import cli
+
+    line = next(li.strip() for li in cli.__doc__.splitlines() if "--mixed_precision no" in li)
+    words = shlex.split(line)
+    assert words[:2] == ["accelerate", "launch"] and words[-3:-1] == ["-m", "sft_utils.train"], line
+    return [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port=29517", *words[2:-3]]
+
+
+def _run_train(args, history_json, *, processes=1, launch=None, program=("-m", "sft_utils.train")):
+    """``python -m sft_utils.train`` (or ``program``) in one process, or under ``launch`` (default: the docstring's
+    two CPU processes); returns its history and keeps its output in ``history_json``'s folder, ``run.log``."""
+    if launch is None:
+        launch = _cpu_launch_command() if processes > 1 else [sys.executable]
+    command = [*launch, *program, *args, "--history-json", str(history_json)]
     done = subprocess.run(
         command, check=False, capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"}
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (history_json.parent / "run.log").write_text(done.stdout + done.stderr)
     return json.loads(history_json.read_text())
 
 
 def test_two_accelerate_processes_give_the_single_process_loss(tmp_path):
     """The same global batch of 4 conversations per step: one process with 2 micro-batches of 2, or two
-    processes with one each. ``accelerate launch --multi_gpu --num_processes 2`` starts them with torchrun;
-    without a GPU they run as CPU DDP over gloo (``--cpu`` would start a single process, MPI aside)."""
+    processes with one each, started by the command the CLI's docstring gives (``--multi_gpu``: torchrun's
+    launcher; without a GPU they run as CPU DDP over gloo; ``--cpu`` would start a single process, MPI aside)."""
     common = ["--smoke", "--data", str(course_data_path()), "--validation-fraction", "0.25", "--steps", "3"]
     common += ["--batch-size", "2", "--max-length", "64", "--eval-every", "3", "--output-dir", "", "--no-progress"]
     common += ["--warmup-steps", "0", "--lr", "3e-3"]  # full steps from the first: later losses show the updates
@@ -167,6 +183,71 @@ def test_two_accelerate_processes_give_the_single_process_loss(tmp_path):
     assert double["valid_loss"] == pytest.approx(single["valid_loss"], rel=1e-5)
     assert double["padding_share"] == pytest.approx(single["padding_share"])
     assert double["lr"] == single["lr"] and single["valid_loss"][1] < single["valid_loss"][0] - 0.05
+
+
+# accelerate (1.15) runs FSDP for GPU processes only; CPU processes launched with configs/fsdp.yaml become
+# MULTI_CPU (DDP). This script sets accelerate's state to what a GPU launch gives (FSDP, the plugin read from
+# the launcher's settings), so that everything after that choice runs as under FSDP on GPUs: FSDP2's
+# fully_shard of each GPT-NeoX layer, the full-logits loss, gathered evaluation and generation, the LoRA merge.
+FSDP_ON_CPU = """
+import sys
+import sft_utils.train.loop as loop
+from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+from sft_utils.train.cli import main
+real_accelerator, real_finish = loop.make_accelerator, loop.finish
+def sharded(*args):
+    accelerator = real_accelerator(*args)
+    accelerator.state.distributed_type = DistributedType.FSDP
+    accelerator.state.fsdp_plugin = FullyShardedDataParallelPlugin()
+    return accelerator
+def finish(model, *args):
+    print("trained model:", type(model).__name__, flush=True)
+    return real_finish(model, *args)
+loop.make_accelerator, loop.finish = sharded, finish
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_fsdp_on_two_cpu_processes_gives_the_single_process_losses(tmp_path):
+    """configs/fsdp.yaml's FSDP2 on 2 CPU processes (gloo): per-step and validation losses equal one process's
+    on the same global batch (relative 1e-6: the sums are reduced in another order), and a LoRA run evaluates,
+    generates (held-out exact match) and merges on the sharded model. Saving is left out: on a CPU accelerate's
+    gathered state dict holds sharded tensors without storage (docs/performance.md, "FSDP")."""
+    script = tmp_path / "fsdp_on_cpu.py"
+    script.write_text(FSDP_ON_CPU)
+    fsdp_yaml = str(Path(__file__).parents[2] / "configs" / "fsdp.yaml")
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", fsdp_yaml]
+    launch += ["--main_process_port=29519"]
+    common = ["--smoke", "--data", str(course_data_path()), "--validation-fraction", "0.25", "--steps", "2"]
+    common += ["--batch-size", "2", "--max-length", "64", "--eval-every", "2", "--output-dir", "", "--no-progress"]
+    single = _run_train([*common, "--grad-accum", "2"], tmp_path / "single.json")
+    for name in ("fsdp", "lora"):
+        (tmp_path / name).mkdir()
+    sharded = _run_train(
+        [*common, "--grad-accum", "1"], tmp_path / "fsdp" / "history.json", launch=launch, program=[str(script)]
+    )
+    assert "trained model: FSDPGPTNeoXForCausalLM" in (tmp_path / "fsdp" / "run.log").read_text()
+    assert sharded["processes"] == 2 and sharded["trained_tokens"] == single["trained_tokens"]
+    assert sharded["train_loss"] == pytest.approx(single["train_loss"], rel=1e-6)
+    assert sharded["valid_loss"] == pytest.approx(single["valid_loss"], rel=1e-6)
+    toy = ["--data", "toy:facts", "--max-conversations", "32", "--steps", "2", "--batch-size", "2", "--lora-r", "8"]
+    toy += ["--eval-every", "2", "--output-dir", "", "--no-progress"]
+    lora = _run_train(toy, tmp_path / "lora" / "history.json", launch=launch, program=[str(script)])
+    assert lora["trainable_parameters"] == 6 * 8 * ((128 + 384) + (128 + 128) + (128 + 512) + (512 + 128))
+    assert len(lora["exact_match"]) == 2 and lora["valid_loss"][-1] < lora["valid_loss"][0]
+
+
+def test_an_fsdp_launch_that_accelerate_does_not_shard_warns(monkeypatch):
+    from sft_utils.train.distributed import is_sharded
+    from sft_utils.train.loop import make_accelerator
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: accelerate may shard here")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what accelerate launch --config_file configs/fsdp.yaml sets
+    with pytest.warns(UserWarning, match="asked for FSDP, but accelerate shards only across GPUs: these cpu processes"):
+        accelerator = make_accelerator("fp32", True, TrainConfig.toy())
+    assert not is_sharded(accelerator)
 
 
 @pytest.mark.parametrize(
@@ -205,6 +286,9 @@ def test_a_bad_setting_is_named_before_any_work(setting, problem):
         (["--steps", "10", "--warmup-steps", "20"], "--warmup-steps (20) is longer than the run (steps=10)"),
         (["--save-every", "5", "--output-dir", ""], "--save-every needs an output_dir"),
         (["--lora-r", "0"], "--lora-r must be an int >= 1, got 0"),
+        (["--weight-decay=-0.1"], "--weight-decay must be a number >= 0, got -0.1"),
+        (["--max-grad-norm", "0"], "--max-grad-norm must be a positive number, got 0.0"),
+        (["--max-grad-norm", "off"], "--max-grad-norm: a number or 'none' (no clipping), got 'off'"),
         (["--resume", "no/such/folder"], "--resume no/such/folder: no such folder"),
     ],
 )
@@ -231,6 +315,20 @@ def test_the_command_line_refuses_an_option_that_would_be_ignored(args, problem,
     with pytest.raises(SystemExit):
         parse_args(args)
     assert problem in capsys.readouterr().err
+
+
+def test_the_command_line_has_an_option_for_every_setting():
+    from dataclasses import fields
+
+    from sft_utils.train.cli import make_parser, parse_args
+
+    options = {a.dest: a.option_strings for a in make_parser()._actions}
+    for field in fields(TrainConfig):
+        assert options.get(field.name) == [f"--{field.name.replace('_', '-')}"], field.name
+    config = parse_args(["--smoke", "--weight-decay", "0.1", "--max-grad-norm", "0.5"]).config
+    assert (config.weight_decay, config.max_grad_norm) == (0.1, 0.5)
+    assert parse_args(["--smoke", "--max-grad-norm", "none"]).config.max_grad_norm is None
+    assert parse_args(["--smoke"]).config.max_grad_norm == TrainConfig().max_grad_norm == 1.0
 
 
 def test_the_command_line_reports_bad_data_in_one_line(tmp_path, capsys):

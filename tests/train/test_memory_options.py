@@ -108,4 +108,26 @@ def test_gradient_checkpointing_changes_memory_not_the_numbers(toy_data, tmp_pat
         assert trained.config.use_cache is True  # generation gets its cache back, in the saved config too
         assert json.loads((tmp_path / str(on) / "config.json").read_text())["use_cache"] is True
         assert not any(getattr(m, "gradient_checkpointing", False) for m in trained.modules())
+        assert not trained.get_input_embeddings()._forward_hooks  # transformers 5 hooks them for checkpointing
     assert histories[1]["train_loss"] == pytest.approx(histories[0]["train_loss"], abs=1e-6)
+
+
+def test_after_lora_the_model_is_plain_trainable_and_free_of_peft_hooks(toy_data, tokenizer):
+    """Before: merge_and_unload left every weight frozen and, with gradient checkpointing, peft's hook on the input
+    embeddings in place: a second train() failed with "optimizer got an empty parameter list"."""
+    model = load_model("EleutherAI/pythia-14m", random_weights=True, verbose=False)
+    model.gpt_neox.embed_in.weight.requires_grad_(False)  # frozen by the caller: it stays so
+    config = TrainConfig.toy(steps=2, batch_size=4, lora_r=R, gradient_checkpointing=True)
+    trained, _ = train(config, model, tokenizer, *toy_data, progress=False)
+    assert type(trained) is GPTNeoXForCausalLM and not any("lora_" in n for n, _ in trained.named_parameters())
+    frozen = {n for n, p in trained.named_parameters() if not p.requires_grad}
+    assert frozen == {"gpt_neox.embed_in.weight"}
+    embeddings = trained.get_input_embeddings()
+    assert not embeddings._forward_hooks and not getattr(trained, "_require_grads_hooks", None)
+    trained.requires_grad_(False)  # with every weight frozen, a forward outside no_grad builds no graph
+    assert trained(torch.tensor([[50279, 3650, 0]])).logits.grad_fn is None
+    trained.requires_grad_(True)
+    before = {n: p.detach().clone() for n, p in trained.named_parameters()}
+    again, history = train(TrainConfig.toy(steps=2, batch_size=4), trained, tokenizer, *toy_data, progress=False)
+    assert history["trainable_parameters"] == sum(p.numel() for p in again.parameters())
+    assert all(not torch.equal(before[n], p) for n, p in again.named_parameters() if n.endswith("dense.weight"))

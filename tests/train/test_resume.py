@@ -163,3 +163,35 @@ def test_a_checkpoint_folder_is_not_loaded_as_a_model(tmp_path, toy_data, run_to
     with pytest.raises(ValueError, match="is a checkpoint to resume training from .* not a saved model"):
         load_model(str(tmp_path / "checkpoint-2"))
     assert load_model(str(tmp_path), verbose=False).sft_pretrained  # the run's output folder is the model
+
+
+class Folder:
+    """A folder path that is neither a str nor a pathlib.Path: any os.PathLike."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __fspath__(self):
+        return str(self.path)
+
+
+def test_an_output_dir_given_as_a_path_or_any_path_like_keeps_checkpoints(tmp_path, toy_data, run_toy):
+    """Before: a pathlib.Path output_dir crashed at the first checkpoint (not JSON), leaving a .tmp folder."""
+    folder = tmp_path / "run"
+    _, first = run_toy(TrainConfig.toy(steps=4, batch_size=4, save_every=2, output_dir=folder), toy_data)
+    assert [p.name for p in checkpoints(folder)] == ["checkpoint-2", "checkpoint-4"]
+    assert not list(folder.glob(".checkpoint-*")) and (folder / "model.safetensors").is_file()
+    saved = json.loads((folder / "checkpoint-4" / "trainer_state.json").read_text())["settings"]
+    assert saved["output_dir"] == str(folder) and saved == json.loads(json.dumps(first["config"]))
+    resumed_config = TrainConfig.toy(steps=4, batch_size=4, save_every=2, output_dir=Folder(folder))
+    _, resumed = run_toy(resumed_config, toy_data, resume_from=Folder(folder / "checkpoint-2"))
+    assert resumed["resumed_at"] == 2 and resumed["step"] == first["step"]
+    assert resumed["train_loss"] == pytest.approx(first["train_loss"], abs=1e-6)
+
+
+def test_a_state_json_cannot_hold_leaves_no_half_written_checkpoint(tmp_path):
+    from accelerate import Accelerator
+
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        save_training_state(Accelerator(cpu=True), tmp_path, 2, {"settings": {"when": object()}}, keep=2)
+    assert list(tmp_path.iterdir()) == []
