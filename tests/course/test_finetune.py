@@ -128,3 +128,12 @@ def test_forward_memory_matches_a_measured_forward_of_pythia_14m():
 
     measured, _ = peak_memory(forward)
     assert abs(forward_memory("pythia-14m", 256, 2) / measured - 1) < 0.05
+
+
+def test_the_readme_states_what_the_estimator_gives_on_a_t4():
+    readme = (NOTEBOOK_DIR.parent / "README.md").read_text()
+    cells = notebook_memory(notebook_config(smoke=False, output_dir=None), loop_precision="fp16", step_precision="fp32")
+    peaks = {c.cell: c.total for c in cells}
+    assert f"`train()`'s peak is {peaks['train()'] / 1e9:.1f} GB" in readme
+    assert f"the step in view, {peaks['one step, in view'] / 1e9:.1f} GB on a T4" in readme
+    assert f"stays under {T4_BUDGET / 1e9:.0f} GB" in readme
