@@ -73,6 +73,7 @@ def notebook_cells(timeout_s: int) -> tuple[list[dict], float]:
     """Run notebook 08 in a fresh kernel with a probe after each code cell: ([{cell, peak}], seconds)."""
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     cells = [nbformat.v4.new_code_cell(_probe(None))]
@@ -81,14 +82,17 @@ def notebook_cells(timeout_s: int) -> tuple[list[dict], float]:
         if cell.cell_type == "code":
             cells.append(nbformat.v4.new_code_cell(_probe(cell.get("id"))))
     nb.cells = cells
-    start = time.perf_counter()
-    NotebookClient(
-        nb,
-        timeout=timeout_s,
-        kernel_name="python3",
-        extra_arguments=["--IPKernelApp.log_level=ERROR"],
-        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
-    ).execute()
+    start, failure = time.perf_counter(), None
+    try:
+        NotebookClient(
+            nb,
+            timeout=timeout_s,
+            kernel_name="python3",
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+        ).execute()
+    except CellExecutionError as error:  # the report says where it stopped, and the check goes on
+        failure = f"{error.ename}: {error.evalue}"[:300]
     seconds = time.perf_counter() - start
     peaks = {}
     for cell in nb.cells:
@@ -98,7 +102,10 @@ def notebook_cells(timeout_s: int) -> tuple[list[dict], float]:
                     cell_id, peak = json.loads(line.removeprefix(MARK))
                     if cell_id is not None:
                         peaks[cell_id] = peak
-    return [{"cell": c.get("id"), "peak": peaks.get(c.get("id"))} for c in cells if c.cell_type == "code"], seconds
+    ran = [c for c in cells if c.cell_type == "code" and c.get("execution_count") is not None]
+    stopped = next((c.get("id") for c in reversed(ran) if c.get("id") not in peaks), None) if failure else None
+    rows = [{"cell": c.get("id"), "peak": peaks.get(c.get("id"))} for c in cells if c.cell_type == "code"]
+    return rows, seconds, (f"stopped at cell `{stopped}`: {failure}" if failure else None)
 
 
 def notebook_section(device: torch.device, timeout_s: int) -> list[str]:
@@ -106,7 +113,7 @@ def notebook_section(device: torch.device, timeout_s: int) -> list[str]:
     config = notebook_config(smoke, None)
     loop, step = resolve_precision(config.precision, device), resolve_precision(config.precision, device, scaler=False)
     estimates = {CELL_IDS[c.cell]: c for c in notebook_memory(config, loop_precision=loop, step_precision=step)}
-    measured, seconds = notebook_cells(timeout_s)
+    measured, seconds, failure = notebook_cells(timeout_s)
     mode = (
         "smoke mode (pythia-14m, CPU)"
         if smoke
@@ -122,6 +129,7 @@ def notebook_section(device: torch.device, timeout_s: int) -> list[str]:
             "Without the hub the data are the course's short conversations, so measured peaks sit below the worst case."
         ),
         "",
+        *([f"**The notebook failed**: {failure}.", ""] if failure else []),
         "| cell | estimated peak (GB) | measured peak (GB) | under the 12 GB budget |",
         "|---|---:|---:|---|",
     ]
@@ -246,9 +254,14 @@ def throughput_section(device, models, seq_lens, precisions, batch_size, steps, 
     return lines
 
 
+DEADLINE = [float("inf")]  # perf_counter time after which no further run starts (set by main)
+
+
 def _row(label, route, fn, run, peak_tflops, estimate=None) -> str:
     """One table row: ``fn(**run)``'s tokens/s, MFU and peak memory; a route that cannot run here says why."""
     start = f"| {run['name']} | {run['seq_len']} | {label} | {route} |"
+    if time.perf_counter() > DEADLINE[0]:
+        return f"{start} not run: the check's time limit was reached | | | |"
     try:
         r = fn(**run)
     except torch.cuda.OutOfMemoryError:
@@ -273,8 +286,12 @@ def main(argv=None) -> int:
     parser.add_argument("--peak-tflops", type=float, help="the device's dense 16-bit peak; default: from its name")
     parser.add_argument("--skip-notebook", action="store_true", help="throughput only")
     parser.add_argument("--notebook-timeout", type=int, default=300, help="seconds per cell")
+    parser.add_argument(
+        "--time-limit", type=float, help="seconds after which no new run starts (default: 450 on a GPU, none on a CPU)"
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    DEADLINE[0] = start + (args.time_limit or (float("inf") if args.cpu_rehearsal else 450))
     if args.cpu_rehearsal:
         device, models, seq_lens, precisions = torch.device("cpu"), ["pythia-14m"], [32, 64], ["fp32", "fp16"]
         batch_size, steps, warmup = 2, 2, 1
