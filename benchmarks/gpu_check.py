@@ -69,8 +69,9 @@ def _probe(cell_id: str | None) -> str:
     )
 
 
-def notebook_cells(timeout_s: int) -> tuple[list[dict], float]:
-    """Run notebook 08 in a fresh kernel with a probe after each code cell: ([{cell, peak}], seconds)."""
+def notebook_cells(timeout_s: int) -> tuple[list[dict], float, str | None]:
+    """Run notebook 08 in a fresh kernel with a probe after each code cell: ([{cell, peak}], seconds, None or where
+    and why it stopped). ``peak`` is None on a CPU, and for a cell that did not finish."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
