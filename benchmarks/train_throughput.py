@@ -26,21 +26,37 @@ from sft_utils.models.pythia import pythia_config
 from sft_utils.train import masked_loss_sum, resolve_precision
 
 
-def run(name: str, seq_len: int, batch_size: int, steps: int, warmup: int, device, precision: str) -> dict:
-    """Tokens/s, params and peak memory of ``steps`` timed optimizer steps after ``warmup`` untimed ones."""
+def run(
+    name: str,
+    seq_len: int,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    device,
+    precision: str,
+    *,
+    prompt_share: float = 0.0,
+    scaler: bool | None = None,
+) -> dict:
+    """Tokens/s, params and peak memory of ``steps`` timed optimizer steps after ``warmup`` untimed ones.
+
+    ``prompt_share``: the first share of each row's targets is left untrained (a prompt), the rest trained.
+    ``scaler``: use a gradient scaler (``torch.amp.GradScaler`` of the device); None: with fp16 only."""
     from transformers import GPTNeoXForCausalLM
 
     torch.manual_seed(0)
     model = GPTNeoXForCausalLM(pythia_config(name)).to(device).train()
     params = sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device.type == "cuda")
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16" if scaler is None else scaler)
     ids = torch.randint(0, 50000, (batch_size, seq_len + 1), device=device)
+    label_masks = torch.ones_like(ids[:, 1:], dtype=torch.bool)
+    label_masks[:, : int(prompt_share * seq_len)] = False
     batch = {
         "input_ids": ids[:, :-1],
         "attention_mask": torch.ones_like(ids[:, :-1]),
         "targets": ids[:, 1:],
-        "label_masks": torch.ones_like(ids[:, 1:], dtype=torch.bool),
+        "label_masks": label_masks,
     }
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -35,14 +35,18 @@ def badge_markdown(notebook: str) -> str:
     return f"[![Open In Colab]({COLAB_BADGE})]({colab_url(notebook)})"
 
 
-def run_folder(name: str, *, drive_root: str = "/content/drive") -> Path:
-    """Where a run keeps its checkpoints: on Colab, Google Drive's ``MyDrive/sft-course/<name>`` (Drive is
-    mounted on first use, after Colab asks for permission), so that they outlive the runtime; elsewhere
-    ``checkpoints/<name>``. Introduced in notebook 08_finetune_pythia (resuming after a disconnect).
-    Raises ValueError for a name that is empty or holds a path separator."""
+def run_folder(name: str, *, use_drive: bool = False, drive_root: str = "/content/drive") -> Path:
+    """Where a run keeps its checkpoints: ``checkpoints/<name>``, or with ``use_drive=True`` on Colab, Google
+    Drive's ``MyDrive/sft-course/<name>``, so that they outlive the runtime (a disconnect ends it). Drive is
+    opt-in because mounting it waits for the learner's permission in a pop-up: "Run all" would stop there.
+    Outside Colab ``use_drive`` changes nothing. Introduced in notebook 08_finetune_pythia (resuming after a
+    disconnect). Raises ValueError for a name that is empty or holds a path separator, TypeError for a
+    ``use_drive`` that is not True or False."""
     if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
         raise ValueError(f"name must be one folder name such as 'resume-demo', got {name!r}")
-    if "google.colab" not in sys.modules:
+    if not isinstance(use_drive, bool):
+        raise TypeError(f"use_drive must be True or False, got {use_drive!r}")
+    if not use_drive or "google.colab" not in sys.modules:
         return Path("checkpoints") / name
     from google.colab import drive
 

@@ -6,5 +6,6 @@ preprocess       preprocess_dataset: steps 1-3 through datasets.map, batched    
 chunked_loss     steps 5-6 fused: project only the trained rows, chunk by chunk    notebook 05
 memory           peak_memory: the peak tensor bytes of a piece of code             notebook 05
 memory_estimate  estimate_training_memory: a training step's peak, before running  docs/performance.md
+                 (and forward_memory, CellMemory: what a notebook cell holds)       notebook 08
 trl_route        trl_label_masks: the tokens TRL's SFTTrainer trains, as label masks notebook 06b
 """

@@ -270,3 +270,76 @@ def estimate_training_memory(
     weights, gradients, optimizer = 4 * parameters, 4 * trainable, 8 * trainable
     total = weights + optimizer + max(start_of_backward, gradients)
     return MemoryEstimate(weights, gradients, optimizer, activations, copies, loss, total, parameters, trainable)
+
+
+def weights_bytes(size: str) -> int:
+    """Bytes of a Pythia size's weights in float32, as ``load_model`` keeps them on the device (4 per parameter).
+    ValueError for an unknown size."""
+    return 4 * parameter_count(size)
+
+
+def forward_memory(
+    size: str,
+    seq_len: int,
+    batch_size: int,
+    *,
+    precision: str = "fp32",
+    full_logits: bool = True,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> int:
+    """Estimated peak bytes of one forward pass without gradients (``torch.no_grad()``: evaluation, a reply's
+    prompt, a logits comparison) over ``batch_size × seq_len`` tokens, beyond the weights themselves.
+
+    Nothing is saved for backward, so only one layer's tensors exist at a time: the float32 residual stream and
+    the layer's output (``4h`` bytes each per token), query_key_value's output and the MLP's two ``[N, 4h]``
+    tensors (16-bit under autocast), the padding bias ``[B, 1, T, T]`` when ``batch_size > 1``, and under
+    autocast the layer's 16-bit weight copies. Then the logits: with ``full_logits`` the ``[B, T, V]`` logits
+    (16-bit under autocast) and the float32 log-softmax the loss or a comparison computes from them; without,
+    one ``[chunk_rows, V]`` float32 block of the chunked loss (:mod:`sft_utils.scale.chunked_loss`).
+
+    Raises ValueError as :func:`estimate_training_memory` for the arguments both take.
+    """
+    _check(size, seq_len, batch_size, "full", 8, precision, "sdpa", 1.0, chunk_rows)
+    hidden, _, _, vocab = _shape(size)
+    mixed, tokens = precision != "fp32", batch_size * seq_len
+    act = 2 if mixed else 4
+    stream = 2 * tokens * 4 * hidden  # the residual stream and the layer's output, float32
+    layer = tokens * hidden * act * (3 + 4 + 4) + (batch_size * seq_len * seq_len * act if batch_size > 1 else 0)
+    copies = 2 * (sum(i * o for i, o in linear_shapes(hidden).values()) + vocab * hidden) if mixed else 0
+    if full_logits:
+        logits = tokens * vocab * (act + 4)
+    else:
+        logits = min(chunk_rows, tokens) * vocab * (4 + (2 if mixed else 0))
+    return stream + max(layer, logits) + copies
+
+
+@dataclass(frozen=True)
+class CellMemory:
+    """What one notebook cell holds on the device at its peak, part by part (``(what, bytes)`` pairs), e.g. a
+    model's weights beside a training step of a copy. ``total`` is their sum, in bytes. Built by
+    :func:`sft_utils.course.finetune.notebook_memory` for notebook 08_finetune_pythia."""
+
+    cell: str
+    parts: tuple[tuple[str, int], ...]
+
+    @property
+    def total(self) -> int:
+        return sum(size for _, size in self.parts)
+
+
+def memory_table(cells, *, budget: float | None = None, capacity: float | None = None) -> str:
+    """A plain-text table of :class:`CellMemory` rows: each cell's estimated peak in GB (10^9 bytes) and what it
+    holds. ``budget`` (bytes) marks a cell over it ``OVER BUDGET``; ``capacity`` (bytes, e.g. the
+    device's memory) is named in the header."""
+    cells = list(cells)
+    width = max(len(c.cell) for c in cells)
+    header = f"{'cell':<{width}}  {'peak (GB)':>9}  holds"
+    if capacity is not None:
+        header += f"   (device: {capacity / 1e9:.1f} GB"
+        header += f"; budget {budget / 1e9:.1f} GB)" if budget is not None else ")"
+    lines = [header]
+    for c in cells:
+        fits = "OVER BUDGET: " if budget is not None and c.total > budget else ""
+        parts = " + ".join(f"{what} {size / 1e9:.2f}" for what, size in c.parts)
+        lines.append(f"{c.cell:<{width}}  {c.total / 1e9:>9.2f}  {fits}{parts}")
+    return "\n".join(lines)

@@ -130,13 +130,10 @@ def test_on_colab_it_asks_for_a_restart_when_an_imported_package_changed(monkeyp
     assert "pip changed tqdm" in out and "RESTART NEEDED" in out
 
 
-def test_a_run_folder_is_local_outside_colab_and_on_drive_inside(monkeypatch, tmp_path):
-    from pathlib import Path
+def fake_colab_drive(monkeypatch):
+    """A stand-in ``google.colab`` whose ``drive.mount`` records where it was asked to mount; returns that list."""
     from types import ModuleType
 
-    from sft_utils.course.colab import run_folder
-
-    assert run_folder("resume-demo") == Path("checkpoints/resume-demo")
     mounted = []
     colab, drive = ModuleType("google.colab"), ModuleType("google.colab.drive")
     drive.mount = mounted.append
@@ -144,8 +141,53 @@ def test_a_run_folder_is_local_outside_colab_and_on_drive_inside(monkeypatch, tm
     monkeypatch.setitem(sys.modules, "google", sys.modules.get("google") or ModuleType("google"))
     monkeypatch.setitem(sys.modules, "google.colab", colab)
     monkeypatch.setitem(sys.modules, "google.colab.drive", drive)
-    assert run_folder("resume-demo", drive_root=str(tmp_path)) == tmp_path / "MyDrive/sft-course/resume-demo"
-    assert mounted == [str(tmp_path)]
+    return mounted
+
+
+def test_a_run_folder_is_local_by_default_even_on_colab(monkeypatch):
+    from pathlib import Path
+
+    from sft_utils.course.colab import run_folder
+
+    assert run_folder("resume-demo") == Path("checkpoints/resume-demo")
+    assert run_folder("resume-demo", use_drive=True) == Path("checkpoints/resume-demo")  # not on Colab
+    mounted = fake_colab_drive(monkeypatch)
+    assert run_folder("resume-demo") == Path("checkpoints/resume-demo")
+    assert mounted == []  # the default never asks for Drive's permission: "Run all" runs through
     for bad in ("", "a/b", "..", None):
         with pytest.raises(ValueError, match="one folder name"):
             run_folder(bad)
+    with pytest.raises(TypeError, match="use_drive must be True or False"):
+        run_folder("resume-demo", use_drive="yes")
+
+
+def test_a_run_folder_on_drive_when_asked_on_colab(monkeypatch, tmp_path):
+    from sft_utils.course.colab import run_folder
+
+    mounted = fake_colab_drive(monkeypatch)
+    folder = run_folder("resume-demo", use_drive=True, drive_root=str(tmp_path))
+    assert folder == tmp_path / "MyDrive/sft-course/resume-demo"
+    assert mounted == [str(tmp_path)]
+
+
+def test_notebook_08_leaves_drive_off_and_runs_its_cell_on_fake_colab_without_mounting(monkeypatch):
+    from sft_utils.course import colab
+
+    cell = next(c for c in cells("08_finetune_pythia") if "run_folder(" in c.source)
+    assert re.search(r"^USE_GOOGLE_DRIVE = False\b", cell.source, re.MULTILINE), "Drive is opt-in, off by default"
+    assert "use_drive=USE_GOOGLE_DRIVE" in cell.source
+    mounted = fake_colab_drive(monkeypatch)
+    assignment = next(line for line in cell.source.splitlines() if line.startswith("RUN_DIR = "))
+    scope = {"run_folder": colab.run_folder, "USE_GOOGLE_DRIVE": False}
+    exec(assignment, scope)  # noqa: S102 -- the committed line itself, on a fake Colab
+    assert str(scope["RUN_DIR"]) == "checkpoints/resume-demo" and mounted == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_notebook_waits_for_input_unless_asked(name):
+    for cell in cells(name):
+        if cell.cell_type != "code":
+            continue
+        assert "drive.mount(" not in cell.source, f"{name}: mounts Drive, which waits for permission"
+        assert not re.search(r"(?<![\w.])input\(", cell.source), f"{name}: input() waits for the learner"
+        assert "getpass" not in cell.source, f"{name}: getpass waits for the learner"
