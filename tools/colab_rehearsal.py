@@ -18,14 +18,16 @@
    would. No hub is reachable here: the kernels run with ``HF_HUB_OFFLINE=1`` and use the offline tokenizer
    (``python -m sft_utils.assets``; ``make setup`` builds it).
 
-Executed copies go to ``build/colab-rehearsal/notebooks/``. The last line is
-``colab rehearsal: N/N notebooks ran (transformers X, torch Y)``; the exit status is 1 unless all ran.
+Executed copies go to ``build/colab-rehearsal/notebooks/``, the kernels' stderr to ``kernels.log`` beside
+them. The last line is ``colab rehearsal: N/N notebooks ran (transformers X, torch Y)``; the exit status is 1
+unless all ran.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -115,6 +117,12 @@ def kernel_env(extra: dict) -> dict:
     return env | extra
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process's finished children (pip, kernels): the same on a loaded or an idle machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def fresh_runtime(python: Path, clone_dir: Path, content: Path) -> None:
     """A new Colab runtime: no clone, no sft-course (the dependencies pip added stay, like a warm cache)."""
     shutil.rmtree(clone_dir, ignore_errors=True)
@@ -139,8 +147,8 @@ def run_notebook(path: Path, out_path: Path, content: Path) -> int:
         )
         client.reset_execution_trackers()
         restart = False
-        try:
-            with client.setup_kernel():
+        try:  # the kernel's own stderr (pip's build messages from the set-up cell) goes to a log file
+            with open(out_path.parent.parent / "kernels.log", "a") as log, client.setup_kernel(stderr=log):
                 for index, cell in enumerate(nb.cells):
                     client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
                     if cell.cell_type == "code" and SETUP_MARK in cell.source:
@@ -165,11 +173,11 @@ def run_all(args) -> int:
     python = Path(sys.executable)
     content, drive = work / "content", work / "drive"
     ran, failed = [], []
-    print(f"{'notebook':<28} {'seconds':>8}  restarts", flush=True)
+    print(f"{'notebook':<28} {'seconds':>8} {'CPU s':>8}  restarts", flush=True)
     for path in args.notebooks:
         fresh_runtime(python, Path(os.environ["SFT_COURSE_DIR"]), content)
         drive.mkdir(exist_ok=True)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), cpu_seconds()
         try:
             restarts = run_notebook(path, work / "notebooks" / path.name, content)
         except Exception as error:  # noqa: BLE001 -- one failed notebook is reported; the others still run
@@ -178,7 +186,8 @@ def run_all(args) -> int:
             print(f"{path.stem:<28} FAILED after {time.perf_counter() - start:.0f} s:", *lines[-15:], sep="\n  ")
             continue
         ran.append(path.stem)
-        print(f"{path.stem:<28} {time.perf_counter() - start:>8.1f}  {restarts}", flush=True)
+        seconds, cpu_s = time.perf_counter() - start, cpu_seconds() - cpu_start
+        print(f"{path.stem:<28} {seconds:>8.1f} {cpu_s:>8.1f}  {restarts}", flush=True)
     (work / "ran.txt").write_text("".join(f"{name}\n" for name in ran))
     return 1 if failed else 0
 
@@ -208,7 +217,8 @@ def main(argv=None) -> int:
         make_venv(venv, args.torch, args.torch_index, args.transformers)
     for stale in ("notebooks", "content", "drive", "repo"):
         shutil.rmtree(work / stale, ignore_errors=True)
-    (work / "ran.txt").unlink(missing_ok=True)
+    for stale in ("ran.txt", "kernels.log"):
+        (work / stale).unlink(missing_ok=True)
     sh("git", "clone", "--quiet", "--depth", "1", source, work / "repo")
     stand_in = work / "stand-in" / "google" / "colab"  # no google/__init__.py: google.protobuf stays importable
     stand_in.mkdir(parents=True, exist_ok=True)
@@ -244,7 +254,7 @@ def main(argv=None) -> int:
     ran = len((work / "ran.txt").read_text().split()) if (work / "ran.txt").exists() else 0
     v = versions(venv / "bin/python")
     pinned = " (the pinned torch: other builds here carry GBs of CUDA)" if args.torch == PINNED_TORCH else ""
-    print(f"rehearsal took {time.perf_counter() - started:.0f} s")
+    print(f"rehearsal took {time.perf_counter() - started:.0f} s ({cpu_seconds():.0f} s of CPU time, all processes)")
     print(
         f"colab rehearsal: {ran}/{len(notebooks)} notebooks ran (transformers {v['transformers']}, torch {v['torch']}{pinned})"
     )
