@@ -40,7 +40,7 @@ PINNED_TORCH = "torch==2.13.0"  # the Makefile's TORCH_SPEC
 # dependencies are left to its install, as on Colab).
 COLAB_IMAGE = ["numpy", "matplotlib", "tqdm", "ipywidgets", "ipykernel", "nbclient", "nbformat"]
 SETUP_MARK = '"google.colab" in sys.modules'
-CELL_TIMEOUT_S = 1800
+CELL_TIMEOUT_S = 3600  # a cell's limit: the toy training runs of 04 and 07 take minutes, far more on a loaded machine
 
 STAND_IN = {
     "__init__.py": '''"""A stand-in for Colab's google.colab (tools/colab_rehearsal.py): what the course's notebooks touch."""
@@ -130,7 +130,7 @@ def fresh_runtime(python: Path, clone_dir: Path, content: Path) -> None:
     content.mkdir(parents=True, exist_ok=True)
 
 
-def run_notebook(path: Path, out_path: Path, content: Path) -> int:
+def run_notebook(path: Path, out_path: Path, content: Path, cell_timeout_s: int) -> int:
     """Run one notebook in a kernel of this interpreter (the rehearsal's venv); restart and run again from the
     top when the set-up cell says RESTART NEEDED. Returns the number of restarts; raises on a cell's error."""
     import nbformat
@@ -140,7 +140,7 @@ def run_notebook(path: Path, out_path: Path, content: Path) -> int:
         nb = nbformat.read(path, as_version=4)
         client = NotebookClient(
             nb,
-            timeout=CELL_TIMEOUT_S,
+            timeout=cell_timeout_s,
             kernel_name="python3",
             extra_arguments=["--IPKernelApp.log_level=ERROR", "--IPKernelApp.exec_lines=import google.colab"],
             resources={"metadata": {"path": str(content)}},
@@ -179,7 +179,7 @@ def run_all(args) -> int:
         drive.mkdir(exist_ok=True)
         start, cpu_start = time.perf_counter(), cpu_seconds()
         try:
-            restarts = run_notebook(path, work / "notebooks" / path.name, content)
+            restarts = run_notebook(path, work / "notebooks" / path.name, content, args.cell_timeout)
         except Exception as error:  # noqa: BLE001 -- one failed notebook is reported; the others still run
             failed.append(path.stem)
             lines = str(error).strip().splitlines()
@@ -199,6 +199,9 @@ def main(argv=None) -> int:
     parser.add_argument("--torch-index", default=os.environ.get("TORCH_INDEX", ""), help="pip index for torch")
     parser.add_argument("--transformers", default="transformers>=4,<5", help="default: the newest 4.x")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "colab-rehearsal")
+    parser.add_argument(
+        "--cell-timeout", type=int, default=CELL_TIMEOUT_S, help="seconds per cell (default %(default)s)"
+    )
     parser.add_argument("--reuse-venv", action="store_true", help="keep the venv of the last rehearsal")
     parser.add_argument("--run", action="store_true", help=argparse.SUPPRESS)  # inside the venv
     args = parser.parse_args(argv)
@@ -244,7 +247,16 @@ def main(argv=None) -> int:
             "HF_HUB_OFFLINE": "1",  # no hub here: the notebooks' offline fallbacks, said in their outputs
         }
     )
-    command = [venv / "bin/python", Path(__file__).resolve(), "--run", "--work", work, *notebooks]
+    command = [
+        venv / "bin/python",
+        Path(__file__).resolve(),
+        "--run",
+        "--work",
+        work,
+        "--cell-timeout",
+        args.cell_timeout,
+    ]
+    command += notebooks
     try:
         status = subprocess.run([str(c) for c in command], check=False, env=env).returncode
     finally:
