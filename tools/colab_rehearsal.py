@@ -230,7 +230,7 @@ def main(argv=None) -> int:
     links = work / "drive-links.txt"
     links.write_text("")
     sys.path.insert(0, str(work / "repo"))
-    from sft_utils.course.notebooks import course_notebooks  # the clone's own list (no dependencies needed)
+    from sft_utils.course.notebooks import course_notebooks  # the clone's own list, read with this interpreter
 
     notebooks = course_notebooks(work / "repo" / "notebooks")
     if args.notebooks:
