@@ -118,7 +118,8 @@ def kernel_env(extra: dict) -> dict:
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process's finished children (pip, kernels): the same on a loaded or an idle machine."""
+    """CPU time of this process's finished children (pip, kernels): a loaded machine inflates it less than the
+    wall time (torch's threads still spin while they wait for a core)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -265,7 +266,7 @@ def main(argv=None) -> int:
                 Path(link).unlink()
     ran = len((work / "ran.txt").read_text().split()) if (work / "ran.txt").exists() else 0
     v = versions(venv / "bin/python")
-    pinned = " (the pinned torch: other builds here carry GBs of CUDA)" if args.torch == PINNED_TORCH else ""
+    pinned = ", the pinned one: other torch builds on PyPI carry GBs of CUDA" if args.torch == PINNED_TORCH else ""
     print(f"rehearsal took {time.perf_counter() - started:.0f} s ({cpu_seconds():.0f} s of CPU time, all processes)")
     print(
         f"colab rehearsal: {ran}/{len(notebooks)} notebooks ran (transformers {v['transformers']}, torch {v['torch']}{pinned})"
