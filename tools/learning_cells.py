@@ -48,9 +48,10 @@ if "google.colab" in sys.modules:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    repo = "{COLAB_CLONE_DIR}"
+    repo = os.environ.get("SFT_COURSE_DIR", "{COLAB_CLONE_DIR}")
+    source = os.environ.get("SFT_COURSE_REPO", REPO_URL)  # or your own fork or local clone
     if not os.path.isdir(repo):  # a clone: the notebooks read its data/ folder
-        subprocess.run(["git", "clone", "--quiet", "--depth", "1", REPO_URL, repo], check=True)
+        subprocess.run(["git", "clone", "--quiet", "--depth", "1", source, repo], check=True)
     watched = ["torch", "numpy", "transformers", "tokenizers", "matplotlib", "tqdm", "ipywidgets"]
     before = {{name: installed(name) for name in watched}}
     if installed("sft-course") is None:  # keep Colab's own torch and numpy

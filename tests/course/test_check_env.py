@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from sft_utils.course import check_env
 from sft_utils.course.check_env import FAIL, OK, WARN
@@ -21,7 +22,8 @@ def test_this_environment_passes_from_the_command_line():
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     torch_version = importlib.metadata.version("torch")
-    assert f"OK    torch                {torch_version} (>=2.2)" in lines
+    torch_range = next(Requirement(r).specifier for r, _ in check_env.requirements() if Requirement(r).name == "torch")
+    assert f"OK    torch                {torch_version} ({torch_range})" in lines
     assert any(line.startswith("OK    python ") for line in lines)
     assert any(line.startswith("INFO  torch device ") for line in lines)
     # conftest sets HF_HUB_OFFLINE=1, inherited here: no connection is attempted.

@@ -111,6 +111,8 @@ def run_setup_on_fake_colab(monkeypatch, upgrades):
 
 
 def test_on_colab_it_clones_and_installs_keeping_torch_and_numpy(monkeypatch, capsys):
+    monkeypatch.delenv("SFT_COURSE_REPO", raising=False)
+    monkeypatch.delenv("SFT_COURSE_DIR", raising=False)
     commands = run_setup_on_fake_colab(monkeypatch, upgrades={})
     assert commands[0] == ["git", "clone", "--quiet", "--depth", "1", sft_utils.REPO_URL, COLAB_CLONE_DIR]
     pip = commands[1]
@@ -119,6 +121,24 @@ def test_on_colab_it_clones_and_installs_keeping_torch_and_numpy(monkeypatch, ca
     assert not any(flag in pip for flag in ("-U", "--upgrade", "--force-reinstall"))
     assert sys.path[0] == COLAB_CLONE_DIR
     assert "no restart needed" in capsys.readouterr().out
+
+
+def test_the_clone_source_and_folder_can_be_overridden(monkeypatch, tmp_path):
+    """SFT_COURSE_REPO (a fork or a local clone, as the Colab rehearsal uses) and SFT_COURSE_DIR."""
+    monkeypatch.setenv("SFT_COURSE_REPO", "file:///somewhere/sft-course")
+    monkeypatch.setenv("SFT_COURSE_DIR", str(tmp_path / "clone"))
+    commands = run_setup_on_fake_colab(monkeypatch, upgrades={})
+    assert commands[0] == [
+        "git",
+        "clone",
+        "--quiet",
+        "--depth",
+        "1",
+        "file:///somewhere/sft-course",
+        str(tmp_path / "clone"),
+    ]
+    assert commands[1][-4:-2] == ["-e", str(tmp_path / "clone")]
+    assert sys.path[0] == str(tmp_path / "clone")
 
 
 def test_on_colab_it_asks_for_a_restart_when_an_imported_package_changed(monkeypatch, capsys):

@@ -5,6 +5,7 @@ import tomllib
 from pathlib import Path
 
 import yaml
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 CONDA_TO_PIP = {"pytorch": "torch"}  # conda-forge's name -> PyPI's name
@@ -60,3 +61,15 @@ def test_python_version_is_allowed_by_pyproject():
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
     minimum = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     assert tuple(map(int, python.split("=")[1].split("."))) >= tuple(map(int, minimum.lstrip(">=").split(".")))
+
+
+def test_floors_file_pins_every_dependency_at_its_floor():
+    """constraints-floors.txt (`make test-floors`: install these, run a toy training run) must test the floors
+    that pyproject.toml claims: each dependency, at exactly its >= version."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    floors = {}
+    for name, spec in (split(r) for r in project["dependencies"]):
+        floors[name] = Version(re.search(r">=([\w.]+)", spec).group(1))
+    lines = (ROOT / "constraints-floors.txt").read_text().splitlines()
+    pinned = {name: Version(v) for name, v in (line.split("==") for line in lines if line and line[0] != "#")}
+    assert pinned == floors  # Version("1.26") == Version("1.26.0")
