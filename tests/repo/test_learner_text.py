@@ -142,6 +142,6 @@ def test_learner_pages_speak_to_learners(path):
 
 
 def test_learner_pages_check_finds_maintainer_notes():
-    note = "Each case has a test (`tests/invariants/`); the maintainers keep ../shared/data/, see issue 21 and CI."
+    note = "Each case has a test (`tests/invariants/`); the maintainers keep ../shared/data/, see issue 123 and CI."
     hits = {what for what in NOT_ON_LEARNER_PAGES if NOT_FOR_LEARNERS[what].search(note)}
     assert hits == {"a test folder", "maintainers", "the shared folder", "an issue number", "CI"}
