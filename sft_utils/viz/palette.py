@@ -60,14 +60,14 @@ RUN_STYLES = {
     "plain": {"color": PLAIN, "marker": "s", "linestyle": "--"},
     "prompt-weighted": {"color": PROMPT_WEIGHTED, "marker": "^", "linestyle": ":"},
 }
-# Any other comparison (dtypes, methods, the tokens a mask trains), in order. Hollow markers of decreasing size,
-# so that two series that coincide still show both.
+# Any other comparison (dtypes, methods, the tokens a mask trains), in order. Hollow markers and lines of decreasing
+# size, so that series that coincide still all show.
 SERIES = (BLACK, ORANGE, SKY_BLUE, BLUISH_GREEN)
 SERIES_STYLES = (
-    {"color": BLACK, "marker": "o", "markersize": 9, "linestyle": "-", "markerfacecolor": "none"},
-    {"color": ORANGE, "marker": "s", "markersize": 7, "linestyle": "--", "markerfacecolor": "none"},
-    {"color": SKY_BLUE, "marker": "^", "markersize": 6, "linestyle": "-.", "markerfacecolor": "none"},
-    {"color": BLUISH_GREEN, "marker": "x", "markersize": 5, "linestyle": ":"},
+    {"color": BLACK, "marker": "o", "markersize": 9, "linestyle": "-", "linewidth": 3, "markerfacecolor": "none"},
+    {"color": ORANGE, "marker": "s", "markersize": 7, "linestyle": "--", "linewidth": 2.2, "markerfacecolor": "none"},
+    {"color": SKY_BLUE, "marker": "^", "markersize": 6, "linestyle": "-.", "linewidth": 1.6, "markerfacecolor": "none"},
+    {"color": BLUISH_GREEN, "marker": "x", "markersize": 5, "linestyle": ":", "linewidth": 1.2},
 )
 
 
