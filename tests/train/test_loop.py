@@ -152,6 +152,7 @@ def _run_train(args, history_json, *, processes=1):
     return json.loads(history_json.read_text())
 
 
+@pytest.mark.slow  # three launched processes; the smoke run above covers the loop
 def test_two_accelerate_processes_give_the_single_process_loss(tmp_path):
     """The same global batch of 4 conversations per step: one process with 2 micro-batches of 2, or two
     processes with one each. ``accelerate launch --multi_gpu --num_processes 2`` starts them with torchrun;
