@@ -60,13 +60,21 @@ RUN_STYLES = {
     "plain": {"color": PLAIN, "marker": "s", "linestyle": "--"},
     "prompt-weighted": {"color": PROMPT_WEIGHTED, "marker": "^", "linestyle": ":"},
 }
-# Any other comparison (dtypes, methods, the tokens a mask trains), in order. Hollow markers and lines of decreasing
+# Any other comparison (dtypes, methods, the tokens a mask trains), in order; their markers are not the runs', so that
+# an orange diamond never reads as a plain run's vermillion square. Hollow markers and lines of decreasing
 # size, so that series that coincide still all show.
 SERIES = (BLACK, ORANGE, SKY_BLUE, BLUISH_GREEN)
 SERIES_STYLES = (
-    {"color": BLACK, "marker": "o", "markersize": 9, "linestyle": "-", "linewidth": 3, "markerfacecolor": "none"},
-    {"color": ORANGE, "marker": "s", "markersize": 7, "linestyle": "--", "linewidth": 2.2, "markerfacecolor": "none"},
-    {"color": SKY_BLUE, "marker": "^", "markersize": 6, "linestyle": "-.", "linewidth": 1.6, "markerfacecolor": "none"},
+    {"color": BLACK, "marker": "h", "markersize": 9, "linestyle": "-", "linewidth": 3, "markerfacecolor": "none"},
+    {"color": ORANGE, "marker": "D", "markersize": 7, "linestyle": "-.", "linewidth": 2.2, "markerfacecolor": "none"},
+    {
+        "color": SKY_BLUE,
+        "marker": "v",
+        "markersize": 6,
+        "linestyle": (0, (5, 1)),
+        "linewidth": 1.6,
+        "markerfacecolor": "none",
+    },
     {"color": BLUISH_GREEN, "marker": "x", "markersize": 5, "linestyle": ":", "linewidth": 1.2},
 )
 

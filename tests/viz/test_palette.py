@@ -90,6 +90,8 @@ def test_runs_differ_in_marker_and_line_style_too():
         values = [s[key] for s in palette.SERIES_STYLES]
         assert len(set(values)) == len(values), key
     assert [s["color"] for s in palette.SERIES_STYLES] == list(palette.SERIES)
+    run_markers = {s["marker"] for s in palette.RUN_STYLES.values()}
+    assert run_markers.isdisjoint(s["marker"] for s in palette.SERIES_STYLES)
 
 
 def test_run_style_names_the_run_by_its_first_word():
