@@ -28,12 +28,18 @@ from ..steps.shift import shift_for_next_token
 from ..steps.tokenize import check_tokenizer
 from .palette import (
     HATCH_STYLE,
+    INK,
+    INPUT_BACKGROUND,
+    LABEL_TEXT,
     LOSS_MAX_NATS,
     MASK_COLORS,
     MESSAGE_COLORS,
+    MUTED_TEXT,
     PAD_STYLE,
+    PADDING,
     REMOVED_STYLE,
     ROLE_COLORS,
+    WARNING_TEXT,
     loss_color,
     loss_colorbar_html,
 )
@@ -42,7 +48,10 @@ from .text import token_strings
 VIEWS = ("message", "role", "label_mask")
 
 # Short, because it is repeated on every chip (inline: GitHub drops <style> blocks, keeps style attributes).
-_CHIP = "display:inline-block;margin:1px;padding:0 3px;border-radius:3px;font:12px/18px monospace;white-space:pre;color:#111"
+_CHIP = (
+    "display:inline-block;margin:1px;padding:0 3px;border-radius:3px;font:12px/18px monospace;white-space:pre;"
+    f"color:{INK}"
+)
 _COLUMN = "display:inline-flex;flex-direction:column;vertical-align:top;margin-right:1px"
 
 
@@ -121,7 +130,7 @@ def _wrap(
     )
     if warning:
         parts.append(
-            f'<div class="sft-chips-warning" style="color:#b91c1c;font-weight:bold">⚠ {html.escape(warning)}</div>'
+            f'<div class="sft-chips-warning" style="color:{WARNING_TEXT};font-weight:bold">⚠ {html.escape(warning)}</div>'
         )
     parts.append("</div>")
     return "".join(parts)
@@ -244,7 +253,7 @@ def token_chips(
         elif view == "message":
             style = f"background:{MESSAGE_COLORS[index % len(MESSAGE_COLORS)]}"
         elif view == "role":
-            style = f"background:{ROLE_COLORS.get(role, '#ffffff')}"
+            style = f"background:{ROLE_COLORS.get(role, PADDING)}"
         else:
             style = f"background:{MASK_COLORS[bool(trained)]}"
         if t >= keep:
@@ -344,7 +353,7 @@ def shifted_chips(
             target_classes.append("loss")
             style = loss_color(losses[t], vmax)
         else:
-            style = f"background:{MASK_COLORS[trained]}" + ("" if trained else ";color:#9ca3af")
+            style = f"background:{MASK_COLORS[trained]}" + ("" if trained else f";color:{MUTED_TEXT}")
         column_style = _COLUMN + (";" + REMOVED_STYLE if t >= keep else "")
         column_classes = "col removed" if t >= keep else "col"
         where = f"message {index} ({role})" if index is not None else "no message index"
@@ -359,18 +368,18 @@ def shifted_chips(
             "chip input" if input_real else "chip input pad",
             input_strings[t],
             f"position {t} · input id {inputs[t]}" + ("" if input_real else " · padding"),
-            "background:#f9fafb" if input_real else PAD_STYLE,
+            f"background:{INPUT_BACKGROUND}" if input_real else PAD_STYLE,
         )
         target_chip = _span(" ".join(target_classes), target_strings[t], tooltip, style)
         columns.append(f'<span class="{column_classes}" style="{column_style}">{input_chip}{target_chip}</span>')
     labels = (
-        f'<span class="row-labels" style="{_COLUMN};font-size:11px;color:#6b7280;text-align:right">'
+        f'<span class="row-labels" style="{_COLUMN};font-size:11px;color:{LABEL_TEXT};text-align:right">'
         '<span style="line-height:22px">input</span><span style="line-height:22px">target</span></span>'
     )
     if losses is None:
         legend = [
             ("trained target (label_masks 1)", f"background:{MASK_COLORS[True]}"),
-            ("not trained", f"background:{MASK_COLORS[False]};color:#9ca3af"),
+            ("not trained", f"background:{MASK_COLORS[False]};color:{MUTED_TEXT}"),
         ]
     else:
         legend = [

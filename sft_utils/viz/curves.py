@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .palette import run_style
+
 
 def plot_loss_curves(histories: dict, *, title: str = "Fine-tuning"):
     """Training and validation loss against optimizer steps (left) and trained tokens (right).
@@ -14,7 +16,9 @@ def plot_loss_curves(histories: dict, *, title: str = "Fine-tuning"):
     Args:
         histories: ``{label: history}``, e.g. ``{"masked": h1, "plain": h2}``; each run draws its training
             loss (thin line: the loss it optimises, nats per trained token) and its validation
-            assistant-only loss (markers), so runs with different training losses compare on the second.
+            assistant-only loss (markers), so runs with different training losses compare on the second. A
+            label whose first word is masked, plain or prompt-weighted gets that run's colour, marker and line
+            style (:func:`sft_utils.viz.palette.run_style`).
         title: the figure's title.
 
     Returns the ``matplotlib.figure.Figure`` (two axes, shared y). Raises TypeError for ``histories`` that are not
@@ -26,13 +30,14 @@ def plot_loss_curves(histories: dict, *, title: str = "Fine-tuning"):
     _check_histories(histories)
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
-    for (label, history), color in zip(histories.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+    for index, (label, history) in enumerate(histories.items()):
+        style = run_style(str(label), index)  # masked blue, plain vermillion: the same in every notebook
         for ax, x, x_eval in (
             (axes[0], history["step"], history["eval_step"]),
             (axes[1], history["trained_tokens"], history["eval_trained_tokens"]),
         ):
-            ax.plot(x, history["train_loss"], color=color, alpha=0.45, lw=1, label=f"{label}: training loss")
-            ax.plot(x_eval, history["valid_loss"], "o-", color=color, label=f"{label}: validation, assistant-only")
+            ax.plot(x, history["train_loss"], color=style["color"], alpha=0.45, lw=1, label=f"{label}: training loss")
+            ax.plot(x_eval, history["valid_loss"], **style, label=f"{label}: validation, assistant-only")
     axes[0].set_xlabel("optimizer step")
     axes[1].set_xlabel("trained tokens (cumulative)")
     axes[0].set_ylabel("loss (nats / token)")

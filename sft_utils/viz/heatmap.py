@@ -2,8 +2,8 @@
 
 Introduced in notebook 03_mask (all course conversations padded into one batch); used again in 04_shift for
 a shifted batch, where the last real input of a shorter row has padding as its target. The colours are the
-course's (:mod:`sft_utils.viz.palette`): grey not trained, green trained, white padding, pale indigo for a
-real input whose target is padding.
+course's (:mod:`sft_utils.viz.palette`): grey not trained, green trained, white padding, orange with a black
+diamond for a real input whose target is padding (one column per row: the marker keeps it visible in a wide batch).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..steps.example import describe
-from .palette import MASK_COLORS, PADDING, TARGET_IS_PADDING
+from .palette import EDGE, INK, MASK_COLORS, PADDING, TARGET_IS_PADDING
 
 # values 0, 1, 2, 3 of the image
 STATES = ("padding", "not trained", "trained", "target is padding")
@@ -109,6 +110,19 @@ def mask_heatmap(
     ax.set_ylabel("example")
     ax.set_title(title)
     shown = range(len(STATES)) if target_attention is not None else range(3)  # state 3 needs target_attention
-    handles = [Patch(facecolor=STATE_COLORS[i], edgecolor="#6b7280", label=STATES[i]) for i in shown]
+    handles = [Patch(facecolor=STATE_COLORS[i], edgecolor=EDGE, label=STATES[i]) for i in shown]
+    rows, columns = np.nonzero(states == 3)
+    if len(rows):  # one column per row, too thin to see in a long batch: a marker of fixed size on each
+        ax.scatter(columns, rows, marker="D", s=28, facecolor=TARGET_IS_PADDING, edgecolor=INK, linewidth=0.8, zorder=3)
+        handles[3] = Line2D(
+            [],
+            [],
+            marker="D",
+            linestyle="none",
+            markersize=6,
+            markerfacecolor=TARGET_IS_PADDING,
+            markeredgecolor=INK,
+            label=STATES[3],
+        )
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return ax

@@ -21,6 +21,7 @@ from ..steps.mask import tokenize_conversation
 from ..steps.project import check_model
 from ..steps.tokenize import check_tokenizer, load_tokenizer
 from .chips import shifted_chips, token_chips
+from .palette import WARNING_TEXT
 
 VIEW_OPTIONS = [("message index", "message"), ("role", "role"), ("label mask", "label_mask"), ("shifted", "shifted")]
 _WIDE_LABEL = {"description_width": "initial"}  # show "conversation" and "max_length" in full
@@ -224,7 +225,7 @@ class MaskViewer(widgets.VBox):
     def to_html(self) -> str:
         """The static HTML of what the viewer shows now (the same string as ``self.html.value``)."""
         if self._example is None:
-            return f'<div class="sft-chips-error" style="color:#b91c1c">⚠ {html.escape(self._error)}</div>'
+            return f'<div class="sft-chips-error" style="color:{WARNING_TEXT}">⚠ {html.escape(self._error)}</div>'
         title = f"{self.conversation_name} · {self.view.label} view"
         options = {"max_length": self.max_length.value, "title": title, "chat_format": self.chat_format}
         if self.view.value == "shifted":

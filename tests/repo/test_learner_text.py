@@ -122,3 +122,26 @@ def test_memo_mentions_and_links():
     assert not MEMO_MENTION.search("conversations['memo-hello'] and `memo-riddle`")
     assert not MEMO_MENTION.search(LINK_TARGET.sub("](…)", "[notes](../docs/memo.md)"))
     assert MEMO_LINK.search("[the memo](../docs/memo.md#the-six-steps)")
+
+
+# The pages beside the notebooks that learners and users read. The README's install section may name `make test`,
+# pytest and nbval (commands a user runs); no page names test files, CI, maintainers, the shared folder or issues.
+LEARNER_FILES = ["README.md", "data/README.md", "notebooks/solutions/README.md", "docs/performance.md"]
+NOT_ON_LEARNER_PAGES = ("a test folder", "a test file", "CI", "maintainers", "the shared folder", "an issue number")
+
+
+@pytest.mark.parametrize("path", LEARNER_FILES)
+def test_learner_pages_speak_to_learners(path):
+    text = (NOTEBOOK_DIR.parent / path).read_text()
+    found = [
+        f"{what}: {text[max(m.start() - 30, 0) : m.end() + 30]!r}"
+        for what in NOT_ON_LEARNER_PAGES
+        for m in NOT_FOR_LEARNERS[what].finditer(text)
+    ]
+    assert found == [], f"{path} speaks to maintainers (move it to CONTRIBUTING.md):\n" + "\n".join(found)
+
+
+def test_learner_pages_check_finds_maintainer_notes():
+    note = "Each case has a test (`tests/invariants/`); the maintainers keep ../shared/data/, see issue 123 and CI."
+    hits = {what for what in NOT_ON_LEARNER_PAGES if NOT_FOR_LEARNERS[what].search(note)}
+    assert hits == {"a test folder", "maintainers", "the shared folder", "an issue number", "CI"}

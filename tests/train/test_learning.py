@@ -9,6 +9,8 @@ trains the reply's text and the prompt's own ``<|endoftext|>``, the model did le
 
 import dataclasses
 
+import pytest
+
 from sft_utils import OPEN_ASSISTANT
 from sft_utils.train import loop
 from sft_utils.train.toy_run import toy_run
@@ -23,6 +25,7 @@ def test_masked_sft_learns_a_toy_task(tokenizer):
     assert history["stop_rate"][-1] == 1.0
 
 
+@pytest.mark.slow  # a second 200-step run; the untrained end's mask is checked exactly in tests/steps
 def test_a_format_that_leaves_the_end_untrained_never_stops(tokenizer):
     """A format's ``train_end=False``: never taught to close its reply, the model never stops (notebook 04)."""
     no_end = dataclasses.replace(OPEN_ASSISTANT, name="open-assistant without a trained end", train_end=False)
@@ -31,6 +34,7 @@ def test_a_format_that_leaves_the_end_untrained_never_stops(tokenizer):
     assert history["exact_match"][-1] < 0.1
 
 
+@pytest.mark.slow  # a third 200-step run; the shift is checked exactly in tests/steps/test_shift.py
 def test_targets_that_are_not_shifted_are_not_learned(tokenizer, monkeypatch):
     """Memo step 4 skipped: each position is trained to predict itself, so the model copies, never answers."""
     real = loop.make_collator

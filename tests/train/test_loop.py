@@ -168,6 +168,7 @@ def _run_train(args, history_json, *, processes=1, launch=None, program=("-m", "
     return json.loads(history_json.read_text())
 
 
+@pytest.mark.slow  # three launched processes; the smoke run above covers the loop
 def test_two_accelerate_processes_give_the_single_process_loss(tmp_path):
     """The same global batch of 4 conversations per step: one process with 2 micro-batches of 2, or two
     processes with one each, started by the command the CLI's docstring gives (``--multi_gpu``: torchrun's

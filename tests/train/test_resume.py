@@ -39,6 +39,7 @@ def _cli(*args):
     return subprocess.run(command, env=ENV, check=True, capture_output=True)
 
 
+@pytest.mark.slow  # three CLI processes; the in-process resume tests below stay fast
 def test_a_killed_run_resumed_from_its_checkpoint_equals_an_uninterrupted_one(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     _cli("--output-dir", str(whole), "--save-every", "4")
