@@ -192,7 +192,9 @@ def test_the_command_line_takes_a_template_file_and_names_a_boundary_merge(tmp_p
     page = out.read_text(encoding="utf-8")
     # "[/INST]" + "-" is one token that starts in the header: trained (it carries the reply's "-"), and named.
     assert re.search(r"reply \(message 1\): trained token &#x27;\]-&#x27; \(position 10\)", page)
-    assert "message 0: the chat template refuses the conversation from this message on (role &#x27;system&#x27;)" in page
+    assert (
+        "message 0: the chat template refuses the conversation from this message on (role &#x27;system&#x27;)" in page
+    )
     assert "TemplateError: Only user and assistant roles are supported!" in page
     assert summary_rows(page)["refused"] == "1"
 
