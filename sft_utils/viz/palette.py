@@ -64,3 +64,31 @@ def loss_colormap():
     from matplotlib.colors import LinearSegmentedColormap
 
     return LinearSegmentedColormap.from_list("sft-loss", [(1, 1, 1), tuple(c / 255 for c in LOSS_RGB)])
+
+
+# The chat widget's chips (notebooks 07 and 08): the probability the model gave each token of its reply, as the
+# intensity of one blue (Okabe and Ito's, safe for every colour vision): pale for a guess, deep for a sure token.
+PROBABILITY_RGB = (0, 114, 178)
+STOP_STYLE = "background:#ffffff;border:1px solid #6b7280;color:#374151"  # the token that ended the reply
+
+
+def probability_color(p: float) -> str:
+    """Inline style of a reply token the model gave probability ``p`` (0 to 1, clipped): blue with alpha = p,
+    white text once the blue is deep. Raises TypeError for a ``p`` that is not a real number."""
+    _check_numbers(p=p)
+    p = min(max(float(p), 0.0), 1.0)
+    r, g, b = PROBABILITY_RGB
+    return f"background:rgba({r},{g},{b},{p:.2f})" + (";color:#ffffff" if p > 0.55 else "")
+
+
+def probability_legend_html() -> str:
+    """A colour bar for the chat chips: white at probability 0 to full blue at 1 (HTML)."""
+    r, g, b = PROBABILITY_RGB
+    bar = (
+        f"display:inline-block;width:160px;height:10px;vertical-align:middle;border:1px solid #d1d5db;"
+        f"background:linear-gradient(to right,rgba({r},{g},{b},0),rgba({r},{g},{b},1))"
+    )
+    return (
+        f'<span class="sft-chat-legend" style="font-size:12px">0 <span style="{bar}"></span> 1 '
+        "(probability the model gave each token it chose)</span>"
+    )
