@@ -38,12 +38,13 @@ CELLS = [
 def chat_lab(lab, tmp_path):
     """The ``lab`` server, with a notebook that builds the chat widget beside the copy of notebook 03."""
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in CELLS])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata = nbformat.read(browser.ROOT / "notebooks" / "03_mask.ipynb", as_version=4).metadata  # its kernel
     nbformat.write(notebook, tmp_path / "notebooks" / "chat.ipynb")
     return lab
 
 
 def test_chat_widget_in_jupyterlab(chat_lab):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
     browser.ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -53,6 +54,12 @@ def test_chat_widget_in_jupyterlab(chat_lab):
         try:
             page.set_default_timeout(120_000)
             page.goto(f"{chat_lab}/lab/tree/chat.ipynb?token={browser.TOKEN}")
+            # A notebook the server has not seen run may ask which kernel to start: the preferred one.
+            accept = page.locator(".jp-Dialog .jp-mod-accept", has_text="Select")
+            try:
+                accept.click(timeout=20_000)
+            except PlaywrightTimeout:
+                pass
             page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
             page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
