@@ -38,7 +38,7 @@ ROLE_COLORS = {"system": "#ddd6fe", "prompter": "#bfdbfe", "assistant": "#bbf7d0
 # Light colours, so that dark text stays readable on every chip.
 MESSAGE_COLORS = ("#fde68a", "#bfdbfe", "#fbcfe8", "#bbf7d0", "#fed7aa", "#ddd6fe", "#a5f3fc", "#e5e7eb")
 # Text and lines that carry no category: ink, labels, reference lines, warnings.
-INK = "#111111"
+INK = "#111827"
 LABEL_TEXT = "#6b7280"
 MUTED_TEXT = "#9ca3af"
 EDGE = "#6b7280"
@@ -94,10 +94,9 @@ def run_style(label: str, index: int = 0) -> dict:
 LOSS_MAX_NATS = math.log(50304)  # full red: the loss of a uniform guess over Pythia's 50 304 logits
 # The mask report's page (python -m sft_utils.inspect): its ink, muted text and rules, its warnings, and the
 # outline of a token that TRL trains otherwise (an outline, so that the chip keeps its trained / untrained fill).
-INK = "#111827"
-MUTED = "#6b7280"
-RULE = "#d1d5db"
-WARNING = "#b91c1c"
+MUTED = LABEL_TEXT
+RULE = BACKGROUND_BAR
+WARNING = WARNING_TEXT
 DIFFERS = "#7c3aed"
 
 
@@ -137,3 +136,31 @@ def loss_colormap():
     from matplotlib.colors import LinearSegmentedColormap
 
     return LinearSegmentedColormap.from_list("sft-loss", [(1, 1, 1), tuple(c / 255 for c in LOSS_RGB)])
+
+
+# The chat widget's chips (notebooks 07 and 08): the probability the model gave each token of its reply, as the
+# intensity of one blue (Okabe and Ito's, safe for every colour vision): pale for a guess, deep for a sure token.
+PROBABILITY_RGB = (0, 114, 178)
+STOP_STYLE = "background:#ffffff;border:1px solid #6b7280;color:#374151"  # the token that ended the reply
+
+
+def probability_color(p: float) -> str:
+    """Inline style of a reply token the model gave probability ``p`` (0 to 1, clipped): blue with alpha = p,
+    white text once the blue is deep. Raises TypeError for a ``p`` that is not a real number."""
+    _check_numbers(p=p)
+    p = min(max(float(p), 0.0), 1.0)
+    r, g, b = PROBABILITY_RGB
+    return f"background:rgba({r},{g},{b},{p:.2f})" + (";color:#ffffff" if p > 0.55 else "")
+
+
+def probability_legend_html() -> str:
+    """A colour bar for the chat chips: white at probability 0 to full blue at 1 (HTML)."""
+    r, g, b = PROBABILITY_RGB
+    bar = (
+        f"display:inline-block;width:160px;height:10px;vertical-align:middle;border:1px solid #d1d5db;"
+        f"background:linear-gradient(to right,rgba({r},{g},{b},0),rgba({r},{g},{b},1))"
+    )
+    return (
+        f'<span class="sft-chat-legend" style="font-size:12px">0 <span style="{bar}"></span> 1 '
+        "(probability the model gave each token it chose)</span>"
+    )
