@@ -19,9 +19,12 @@ import html
 
 import ipywidgets as widgets
 
-from .palette import STOP_STYLE, probability_color, probability_legend_html
+from .palette import INK, LABEL_TEXT, STOP_STYLE, WARNING_TEXT, probability_color, probability_legend_html
 
-_CHIP = "display:inline-block;margin:1px;padding:0 3px;border-radius:3px;font:12px/18px monospace;white-space:pre;color:#111"
+_CHIP = (
+    "display:inline-block;margin:1px;padding:0 3px;border-radius:3px;font:12px/18px monospace;white-space:pre;color:"
+    + INK
+)
 _STOP_TEXT = {
     "end of message": "stopped at the end of message {token} (p = {p:.0%}): the model closed its reply",
     "role marker": "stopped at the role marker {token} (p = {p:.0%}): the model began a turn that is not its own",
@@ -59,9 +62,9 @@ def reply_chips(reply) -> str:
     message = html.escape(reply.message)
     return (
         f'<div class="sft-chat-reply" data-stop="{reply.stop_reason}" style="margin:4px 0">'
-        f'<div style="font-size:12px;color:#374151">prompter: <b>{message}</b></div>'
+        f'<div style="font-size:12px;color:{LABEL_TEXT}">prompter: <b>{message}</b></div>'
         f'<div class="sft-chat-tokens">{"".join(chips) or "<i>(no token yet)</i>"}</div>'
-        f'<div class="sft-chat-stop" style="font-size:12px;color:#374151">{html.escape(stop_text(reply))}</div>'
+        f'<div class="sft-chat-stop" style="font-size:12px;color:{LABEL_TEXT}">{html.escape(stop_text(reply))}</div>'
         f"<div>{probability_legend_html()}</div></div>"
     )
 
@@ -115,7 +118,7 @@ class ChatWidget(widgets.VBox):
         An empty message draws a note instead."""
         message = self.text.value if message is None else message
         if not message.strip():
-            self.html.value = '<div class="sft-chat-error" style="color:#b91c1c">⚠ type a message first</div>'
+            self.html.value = f'<div class="sft-chat-error" style="color:{WARNING_TEXT}">⚠ type a message first</div>'
             return None
         self.send_button.disabled = True
         try:
