@@ -99,11 +99,14 @@ def _share(value: float) -> float:
     "predict the share of memo-riddle's tokens that are trained once it gets the system prompt SYSTEM_03_3",
 )
 def _check_03_3(answer):
-    answer = _share(number(answer, "a share of tokens (0.25 or 25 for a quarter)"))
+    given = number(answer, "a share of tokens (0.25 or 25 for a quarter)")
     tok, riddle = tokenizer(), list(conversation("memo-riddle"))
     before = tokenize_conversation(riddle, tok)
     after = tokenize_conversation(riddle, tok, system=SYSTEM_03_3)  # what the learner is asked to predict
     trained, total = sum(after["label_mask"]), len(after["input_ids"])
+    if given in (trained, total):
+        return WRONG, "that is a count of tokens; the question asks for the trained tokens' share of all tokens."
+    answer = _share(given)
     added = total - len(before["input_ids"])  # the system message: marker, text, <|endoftext|>
     mistakes = merged(
         [
@@ -119,7 +122,6 @@ def _check_03_3(answer):
                 trained / (total - 2),
                 "close: the system message is written like every message, with its marker and <|endoftext|>.",
             ),
-            (trained, "that is a count; the question asks for the trained tokens' share of all tokens."),
         ]
     )
 

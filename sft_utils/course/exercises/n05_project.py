@@ -59,7 +59,7 @@ def _check_05_2(answer):
         raise Unreadable(f"expected a Pythia size as a string, such as 'pythia-160m', got {describe(answer)}")
     name = pythia_size(answer.strip()) or pythia_size("pythia-" + answer.strip())
     if name is None:
-        raise Unreadable(f"expected a Pythia size, one of {', '.join(PYTHIA_SIZES)}; got {answer!r}")
+        raise Unreadable(f"expected a Pythia size such as 'pythia-160m' (see PYTHIA_SIZES); got {answer!r}")
     sizes = _nbytes()
     order = list(sizes)
     truth = next(n for n in order if sizes[n][0] > sizes[n][1])
