@@ -400,7 +400,7 @@ NOTEBOOKS = {
                     "printed under 'The model, before training'). With "
                     "`prompt_loss_weight = 0.1`, what share of the loss's total weight do the **prompt's** targets "
                     "carry? Predict from that share first (0.25 or 25 for a quarter), then count the targets of "
-                    "`examples`. Does it help explain the experiment's w = 0.1 runs?"
+                    "`examples`. What does it suggest about a small prompt weight on a task whose prompts are random words?"
                 ),
                 "answer = None  # the prompt's share of the weight",
             ),

@@ -170,8 +170,8 @@ def _check_07_3(answer):
 
     right = (
         f"{truth:.1%} of the weight ({prompt:,} prompt targets × {W_07_3} against {reply:,} reply targets). A small w "
-        "still hands a large share of every step to a prompt made of random words: compare with the experiment's "
-        "w = 0.1 runs on last_word."
+        "still hands a large share of every step to a prompt made of random words, which no model can learn: "
+        "compare with what the experiment measures for prompt-loss weights."
     )
     general = f"{_WEIGHT}: each prompt target weighs w, each reply target 1. How many of each does last_word have?"
     return match(answer, truth, right, mistakes, general, equal=equal)
