@@ -21,7 +21,12 @@ def merged(mistakes: list[tuple]) -> list[tuple]:
     for wrong, hint in mistakes:
         by_answer.setdefault(wrong, []).append(hint)
     return [
-        (wrong, hints[0] if len(hints) == 1 else "two slips give this answer. " + " Or: ".join(hints))
+        (
+            wrong,
+            hints[0]
+            if len(hints) == 1
+            else "two slips give this answer. " + " ".join(f"({i}) {h}" for i, h in enumerate(hints, 1)),
+        )
         for wrong, hints in by_answer.items()
     ]
 
