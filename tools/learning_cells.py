@@ -131,10 +131,12 @@ NOTEBOOKS = {
             (
                 "02.2",
                 (
-                    "Give `(eos_id, pad_id)`: the id that ends every message (the model must learn to write it at "
-                    "the end of each reply) and the id that fills a batch past an example's end."
+                    "**Predict.** Many models have no pad token and pad with their end token. Suppose the pad id "
+                    "were `<|endoftext|>`'s and a batch's padding were found by id (`input_ids == pad_id`). How many "
+                    "of memo-riddle's *real* tokens would be taken for padding? Think first, then check your "
+                    'prediction on `encoded["input_ids"]`, the riddle\'s ids above.'
                 ),
-                "answer = None  # (eos_id, pad_id)",
+                "answer = None  # a number of tokens",
             ),
             (
                 "02.3",
@@ -176,14 +178,16 @@ NOTEBOOKS = {
             (
                 "03.3",
                 (
-                    "Write `label_mask_from_roles(message_indices, roles)`: one 0/1 per token, 1 where the token "
-                    "belongs to an assistant message (`roles[i]` is the role of message i). The check runs it on "
-                    "conversations you have not seen, one with a system message."
+                    "**Change it and predict.** The riddle trains about half of its tokens. Give it a system prompt, "
+                    "`SYSTEM_03_3` below. Predict first: does the share of trained tokens go up, down, or stay? Then "
+                    "compute it with `tokenize_conversation(..., system=SYSTEM_03_3)` and answer the new share "
+                    "(0.25 or 25 for a quarter)."
                 ),
                 (
-                    "def label_mask_from_roles(message_indices, roles):\n"
-                    "    ...  # your code\n\n\n"
-                    "answer = None  # your function: answer = label_mask_from_roles"
+                    'riddle = conversations["memo-riddle"]["messages"]\n'
+                    "SYSTEM_03_3 = sft_utils.exercises.SYSTEM_03_3\n"
+                    "print(SYSTEM_03_3)\n"
+                    "answer = None  # the share of trained tokens with the system prompt"
                 ),
             ),
         ],
@@ -210,11 +214,15 @@ NOTEBOOKS = {
             (
                 "04.2",
                 (
-                    "Write `shift(example)`: from an example of `tokenize_conversation`, the dict of `input_ids`, "
-                    "`targets` and `label_masks` of [the memo](../docs/memo.md)'s shifted convention (lists). The check runs it on "
-                    "conversations you have not seen."
+                    "**Break it on purpose and predict.** The appendix's fault 2 uses the unshifted mask "
+                    "(`label_mask[:-1]`) on memo-hello's shifted targets. Do it to memo-riddle (three replies): "
+                    "how many of its targets would the broken mask get wrong, skipped or wrongly trained? "
+                    "Predict from what fault 2 shows, then check by comparing the two masks."
                 ),
-                ("def shift(example):\n    ...  # your code\n\n\nanswer = None  # your function: answer = shift"),
+                (
+                    'riddle_example = tokenize_conversation(conversations["memo-riddle"]["messages"], tokenizer)\n'
+                    "answer = None  # a number of targets"
+                ),
             ),
             (
                 "04.3",
@@ -245,10 +253,12 @@ NOTEBOOKS = {
             (
                 "05.2",
                 (
-                    "The memory, in GB (10⁹ bytes), of **float32** logits for a batch of 8 sequences of 2048 "
-                    "tokens of pythia-14m."
+                    "**Change the model and predict.** The table above prices the logits of pythia-70m, whose "
+                    "parameters they outweigh. Go up in size (`sft_utils.models.pythia.PYTHIA_SIZES`, "
+                    "`sft_utils.scale.memory_estimate.parameter_count`): which is the **smallest** Pythia whose "
+                    "float32 parameters take more memory than its float32 logits for a batch of 8 × 2048 tokens?"
                 ),
-                "answer = None  # a number of GB",
+                'answer = None  # a size, such as "pythia-160m"',
             ),
             (
                 "05.3",
@@ -295,15 +305,13 @@ NOTEBOOKS = {
             (
                 "06.3",
                 (
-                    "Write `masked_cross_entropy(logits, targets, label_masks)` without `MaskedCrossEntropyLoss`: "
-                    "the assistant-only loss in nats (a float) of a batch `[B, T, V]`, `[B, T]`, `[B, T]`. The "
-                    "check runs it on batches you have not seen."
+                    "**Break the mask on purpose and predict.** A model has learned memo-hello's replies: it gives "
+                    "every reply target probability 0.9 (`P_REPLY_06_3`), and knows nothing of the rest (a "
+                    "uniform guess over all 50 304 columns). Its assistant-only loss is -ln 0.9 ≈ 0.11 nats. "
+                    "Now train every token (plain SFT, the mask switched off): predict its loss on memo-hello, in "
+                    "nats per target. Is it a model that learned nothing?"
                 ),
-                (
-                    "def masked_cross_entropy(logits, targets, label_masks):\n"
-                    "    ...  # your code\n\n\n"
-                    "answer = None  # your function: answer = masked_cross_entropy"
-                ),
+                "answer = None  # a loss in nats",
             ),
         ],
     },
@@ -341,8 +349,10 @@ NOTEBOOKS = {
             (
                 "06b.2",
                 (
-                    "How many more tokens can the course's tokenizer (`len(tokenizer)` = 50 282) take before "
-                    "pythia-14m's embedding matrix needs `resize_token_embeddings`?"
+                    "**Change it and predict.** ChatML trains 11 of memo-hello's 42 tokens. Change it to train each "
+                    "reply's whole header too, Open-Assistant's way: "
+                    "`dataclasses.replace(CHATML, train_marker=True, train_header=True)`. Predict from the token "
+                    "table above how many tokens are trained then; check with `tokenize_conversation`."
                 ),
                 "answer = None  # a number of tokens",
             ),
@@ -384,6 +394,17 @@ NOTEBOOKS = {
                     "answer = None  # your function: answer = prompt_weighted_loss"
                 ),
             ),
+            (
+                "07.3",
+                (
+                    "**Change it and predict.** About a quarter of `last_word`'s training tokens are trained (the share "
+                    "printed under 'The model, before training'). With "
+                    "`prompt_loss_weight = 0.1`, what share of the loss's total weight do the **prompt's** targets "
+                    "carry? Predict from that share first (0.25 or 25 for a quarter), then count the targets of "
+                    "`examples`. What does it suggest about a small prompt weight on a task whose prompts are random words?"
+                ),
+                "answer = None  # the prompt's share of the weight",
+            ),
         ],
     },
     "08_finetune_pythia": {
@@ -410,8 +431,13 @@ NOTEBOOKS = {
             ),
             (
                 "08.2",
-                "Without `generation_prompt_ids`: which token id must end a prompt so that the model writes the reply?",
-                "answer = None  # a token id",
+                (
+                    "**Change it and predict.** LoRA with `lora_r=8` on pythia-14m trains 98 304 parameters (the "
+                    "smoke mode's line above). Predict the trainable parameters with `lora_r=16` on pythia-160m "
+                    "(768 wide, 12 layers; pythia-14m is 128 wide, 6 layers), from the shapes of the adapters. "
+                    "`sft_utils.scale.memory_estimate.lora_trainable_parameters` checks a prediction."
+                ),
+                "answer = None  # a number of parameters",
             ),
             (
                 "08.3",

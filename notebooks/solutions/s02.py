@@ -10,9 +10,13 @@ def ex_02_1() -> list[int]:
     return tokenizer(TEXT_02_1, add_special_tokens=False, split_special_tokens=True)["input_ids"]
 
 
-def ex_02_2() -> tuple[int, int]:
+def ex_02_2() -> int:
+    # Every message closes with <|endoftext|>. Were it the pad id, "padding is where input_ids == pad_id" would
+    # take each message's closing token for padding: one per message, 6 in memo-riddle.
     tokenizer = sft_utils.load_tokenizer(verbose=False)
-    return tokenizer.eos_token_id, tokenizer.pad_token_id  # (0, 1)
+    riddle = next(c for c in sft_utils.load_conversations(sft_utils.course_data_path()) if c["id"] == "memo-riddle")
+    input_ids = sft_utils.tokenize_conversation(riddle["messages"], tokenizer)["input_ids"]
+    return input_ids.count(tokenizer.eos_token_id)  # check the prediction: count the ids equal to 0
 
 
 def ex_02_3():

@@ -24,8 +24,11 @@ def ex_03_2() -> int:
     return sum(sft_utils.tokenize_conversation(_messages("memo-riddle"), tokenizer)["label_mask"])
 
 
-def ex_03_3():
-    def label_mask_from_roles(message_indices, roles):
-        return [int(roles[i] == "assistant") for i in message_indices]  # by role, never by position parity
+def ex_03_3() -> float:
+    # Prediction: the system message (its marker, text and <|endoftext|>) is message 0 and never trained, so the
+    # trained count stays and the total grows: the share falls. Then check it by running the change.
+    from sft_utils.exercises import SYSTEM_03_3
 
-    return label_mask_from_roles
+    tokenizer = sft_utils.load_tokenizer(verbose=False)
+    example = sft_utils.tokenize_conversation(_messages("memo-riddle"), tokenizer, system=SYSTEM_03_3)
+    return sum(example["label_mask"]) / len(example["input_ids"])

@@ -24,5 +24,13 @@ def ex_06b_1():
 
 
 def ex_06b_2() -> int:
-    tokenizer = sft_utils.load_tokenizer(verbose=False)
-    return sft_utils.pythia_config("pythia-14m").vocab_size - len(tokenizer)  # 50 304 - 50 282
+    # Prediction: ChatML trains 11 tokens of memo-hello; each of its 2 replies adds its header
+    # '<|im_start|>assistant\n', 4 tokens (<|im_start|>, "ass", "istant", the newline): 11 + 2 x 4 = 19.
+    import dataclasses
+
+    from sft_utils import CHATML
+
+    header_trained = dataclasses.replace(CHATML, train_marker=True, train_header=True)
+    tokenizer = sft_utils.load_tokenizer(chat_format=CHATML, verbose=False)
+    hello = next(c for c in sft_utils.load_conversations(sft_utils.course_data_path()) if c["id"] == "memo-hello")
+    return sum(sft_utils.tokenize_conversation(hello["messages"], tokenizer, chat_format=header_trained)["label_mask"])

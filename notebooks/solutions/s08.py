@@ -1,6 +1,5 @@
 """Solutions to notebook 08_finetune_pythia's exercises."""
 
-import sft_utils
 from sft_utils.course.exercises import COUNTS_08_1
 
 
@@ -9,8 +8,19 @@ def ex_08_1() -> int:
 
 
 def ex_08_2() -> int:
-    tokenizer = sft_utils.load_tokenizer(verbose=False)
-    return tokenizer.convert_tokens_to_ids("<|assistant|>")  # 50280
+    # Each linear layer gets A [r, in] and B [out, r]: r x (in + out) parameters, linear in r and in the width;
+    # every layer has the same four. pythia-160m (768 wide, 12 layers) against pythia-14m (128 wide, 6 layers),
+    # r = 16 against 8: 98 304 x 6 x 2 x 2.
+    from sft_utils.models.pythia import PYTHIA_SIZES
+
+    hidden, layers, _, _ = PYTHIA_SIZES["pythia-160m"]
+    in_out = {
+        "query_key_value": (hidden, 3 * hidden),
+        "dense": (hidden, hidden),
+        "dense_h_to_4h": (hidden, 4 * hidden),
+        "dense_4h_to_h": (4 * hidden, hidden),
+    }
+    return layers * sum(16 * (i + o) for i, o in in_out.values())  # 2 359 296
 
 
 def ex_08_3():

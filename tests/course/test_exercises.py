@@ -1,16 +1,26 @@
-"""The notebooks' exercises: solutions accepted, typical mistakes rejected with the matching hint."""
+"""The notebooks' exercises: every correct formulation accepted, each known mistake rejected with its own hint.
 
+The table ``CASES`` lists (exercise, answer, expected verdict, words the message must hold); the tests around
+it check what the table cannot: no hint holds the solution's code, every notebook from 03 on asks for a
+prediction, and the predict checks run the computation they judge (change its input and the answer moves).
+"""
+
+import ast
+import functools
 import importlib.util
 import math
 import re
+from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import sft_utils
-from sft_utils import course_data_path, exercises, load_conversations, shift_for_next_token, tokenize_conversation
-from sft_utils.course.exercises import CORRECT, UNANSWERED, WRONG, verdict
+from sft_utils import exercises, load_conversations, shift_for_next_token, tokenize_conversation
+from sft_utils.course.exercises import CORRECT, MODULES, UNANSWERED, WRONG, verdict
 from sft_utils.course.notebooks import NOTEBOOK_DIR, course_notebooks
 from sft_utils.train import masked_loss_sum
 
@@ -18,12 +28,18 @@ SOLUTIONS = NOTEBOOK_DIR / "solutions"
 CHECK_CALL = re.compile(r"exercises\.check\(\s*[\"'](\d\d[a-z]?\.\d+)[\"']")
 
 
-def solution(exercise_id: str):
-    notebook, number = exercise_id.split(".")
+@functools.cache
+def solution_module(notebook: str):
     spec = importlib.util.spec_from_file_location(f"s{notebook}", SOLUTIONS / f"s{notebook}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return getattr(module, f"ex_{notebook}_{number}")()
+    return module
+
+
+@functools.cache
+def solution(exercise_id: str):
+    notebook, number = exercise_id.split(".")
+    return getattr(solution_module(notebook), f"ex_{notebook}_{number}")()
 
 
 def hint(exercise_id, answer) -> str:
@@ -37,6 +53,325 @@ def checked_ids(path) -> list[str]:
     return [m for cell in nb.cells if cell.cell_type == "code" for m in CHECK_CALL.findall(cell.source)]
 
 
+def messages(conversation_id: str) -> list[dict]:
+    return next(c["messages"] for c in load_conversations(sft_utils.course_data_path()) if c["id"] == conversation_id)
+
+
+@functools.cache
+def tokenizer():
+    return sft_utils.load_tokenizer(verbose=False)
+
+
+@functools.cache
+def example(conversation_id: str) -> dict:
+    return tokenize_conversation(messages(conversation_id), tokenizer())
+
+
+# --- answers a learner might give, right and wrong ---------------------------------------------------------
+
+
+def _riddle_ids():
+    return example("memo-riddle")["input_ids"]
+
+
+def _hello():
+    return example("memo-hello")
+
+
+def _project(variant):
+    """05.3 answers: ``variant(hidden, weight, label_masks)``."""
+    return variant
+
+
+def _plain_loss_06_3(count_tokens=False):
+    hello = _hello()
+    shifted = shift_for_next_token(hello)
+    reply = sum(hello["label_mask"]) if count_tokens else sum(shifted["label_masks"])
+    total = len(hello["input_ids"]) if count_tokens else len(shifted["targets"])
+    uniform = math.log(sft_utils.pythia_config("pythia-14m").vocab_size)
+    return (reply * -math.log(0.9) + (total - reply) * uniform) / total
+
+
+def _ce_06_1(dtype=torch.float32):
+    batch = exercises.inputs("06.1")
+    labels = torch.where(batch["label_masks"], batch["targets"], -100)
+    return F.cross_entropy(batch["logits"].to(dtype).flatten(0, 1), labels.flatten(), ignore_index=-100)
+
+
+def _accumulate_then_divide(model, micro_batches):
+    """07.1 written another way: backward on the raw sums, then divide every gradient by the step's count."""
+    total, loss = 0, 0.0
+    for batch in micro_batches:
+        loss_sum, count = masked_loss_sum(model, batch)
+        loss_sum.backward()
+        total += count
+        loss += loss_sum.item()
+    for p in model.parameters():
+        p.grad /= total
+    return loss / total
+
+
+def _pad_with_pad_sequence(examples, pad_id):
+    """08.3 written with torch's pad_sequence."""
+    pad = torch.nn.utils.rnn.pad_sequence
+    ids = pad([torch.tensor(e["input_ids"]) for e in examples], batch_first=True, padding_value=pad_id)
+    attention = pad([torch.ones(len(e["input_ids"]), dtype=torch.long) for e in examples], batch_first=True)
+    mask = pad([torch.tensor(e["label_mask"], dtype=torch.bool) for e in examples], batch_first=True)
+    return {"input_ids": ids, "attention_mask": attention, "label_mask": mask}
+
+
+def _shift(ids_from, targets_from, mask_from):
+    def shift(example):
+        ids, mask = example["input_ids"], example["label_mask"]
+        return {"input_ids": ids_from(ids), "targets": targets_from(ids), "label_masks": mask_from(mask)}
+
+    return shift
+
+
+R = CORRECT  # rows that must be accepted
+
+# (exercise, answer (a function of nothing, evaluated in the test), expected verdict, words the message holds)
+CASES = [
+    # 01: the string by hand, the generation prompt
+    ("01.1", lambda: sft_utils.format_conversation(exercises.CHAT_01_1, system=exercises.SYSTEM_01_1), R, ""),
+    ("01.1", lambda: solution("01.1").replace("<|system|>Answer in one sentence.<|endoftext|>", ""), WRONG, "missing"),
+    ("01.1", lambda: solution("01.1").replace("<|prompter|>", "<|user|>"), WRONG, "no <|user|> marker"),
+    ("01.1", lambda: solution("01.1").replace("Hi!<|endoftext|>", "Hi!"), WRONG, "the prompter's too"),
+    ("01.1", lambda: solution("01.1").removesuffix("<|endoftext|>"), WRONG, "learns to stop"),
+    ("01.1", lambda: solution("01.1").replace("><", ">\n<"), WRONG, "a space or newline"),
+    ("01.1", lambda: "<|system|>hello", WRONG, "reread notebook 01"),
+    ("01.2", lambda: sft_utils.format_conversation(exercises.CHAT_01_2, add_generation_prompt=True), R, ""),
+    ("01.2", lambda: solution("01.2").removesuffix("<|assistant|>"), WRONG, "whose turn"),
+    ("01.2", lambda: solution("01.2") + "<|endoftext|>", WRONG, "writes the reply"),
+    ("01.2", lambda: solution("01.2").removesuffix("<|assistant|>") + "<|prompter|>", WRONG, "not the prompter's"),
+    ("01.2", lambda: "<|prompter|>And 3 + 3?<|endoftext|><|assistant|>", WRONG, "whole conversation"),
+    # 02: a typed marker, eos as pad, ids by hand
+    ("02.1", lambda: tuple(solution("02.1")), R, ""),
+    ("02.1", lambda: torch.tensor(solution("02.1")), R, ""),
+    ("02.1", lambda: np.array(solution("02.1")), R, ""),
+    ("02.1", lambda: sft_utils.load_tokenizer(verbose=False)(exercises.TEXT_02_1)["input_ids"], WRONG, "50280"),
+    ("02.1", lambda: [50279, *solution("02.1"), 0], WRONG, "only the text"),
+    ("02.1", lambda: [1, 2, 3], WRONG, "typed marker kept as plain text"),
+    ("02.2", lambda: 6, R, "never be trained to stop"),
+    ("02.2", lambda: np.int64(_riddle_ids().count(0)), R, ""),
+    ("02.2", lambda: torch.tensor(6.0), R, ""),
+    ("02.2", lambda: 0, WRONG, "every message closes"),
+    ("02.2", lambda: 3, WRONG, "prompter's messages close with the same token"),
+    ("02.2", lambda: 1, WRONG, "not only the last"),
+    ("02.2", lambda: len(_riddle_ids()) - 6, WRONG, "would survive"),
+    ("02.2", lambda: 7, WRONG, "which token closes every message"),
+    ("02.3", lambda: lambda msgs, tok: tokenize_conversation(msgs, tok)["input_ids"], R, ""),
+    ("02.3", lambda: lambda msgs, tok: tok(sft_utils.format_conversation(msgs))["input_ids"], WRONG, "typed markers"),
+    # 03: the mask, a count, a system prompt
+    ("03.1", lambda: torch.tensor(solution("03.1"), dtype=torch.bool), R, ""),
+    ("03.1", lambda: np.array(solution("03.1"), dtype=bool), R, ""),
+    ("03.1", lambda: [1 - m for m in solution("03.1")], WRONG, "trains the prompter"),
+    ("03.1", lambda: [0, *solution("03.1")[:-1]], WRONG, "shifted by one"),
+    ("03.1", lambda: [*solution("03.1")[1:], 0], WRONG, "shifted by one"),
+    ("03.1", lambda: solution("03.1")[1:], WRONG, "step 4"),
+    ("03.1", lambda: [1] * 28, WRONG, "plain causal-LM SFT"),
+    ("03.1", lambda: [0 if t in (8, 21) else m for t, m in enumerate(solution("03.1"))], WRONG, "start and to stop"),
+    ("03.1", lambda: solution("03.1") + [0, 0], WRONG, "expected 28 values"),
+    ("03.1", lambda: [0] * 28, WRONG, "The memo's table"),
+    ("03.2", lambda: 52, R, ""),
+    ("03.2", lambda: 52.0, R, ""),
+    ("03.2", lambda: 103, WRONG, "every token"),
+    ("03.2", lambda: 51, WRONG, "Open-Assistant's collator"),  # the off-by-one of label_mask[-1] = False …
+    ("03.2", lambda: 51, WRONG, "untrained tokens"),  # … and, on this conversation, also 103 - 52
+    ("03.2", lambda: 52 - 6, WRONG, "start and to stop"),
+    ("03.2", lambda: 52 - 3, WRONG, "start and to stop"),
+    ("03.2", lambda: 60, WRONG, "count the tokens whose label_mask is True"),
+    ("03.3", lambda: solution("03.3"), R, "its share falls"),
+    ("03.3", lambda: 100 * solution("03.3"), R, ""),  # in percent
+    ("03.3", lambda: round(solution("03.3"), 2), R, ""),  # a prediction to two digits
+    ("03.3", lambda: 52 / 103, WRONG, "without the system prompt"),
+    ("03.3", lambda: 52, WRONG, "that is a count"),
+    ("03.3", lambda: 0.9, WRONG, "message 0 and is never trained"),
+    # 04: targets, a broken mask, labels
+    ("04.1", lambda: torch.tensor(solution("04.1")), R, ""),
+    ("04.1", lambda: _hello()["input_ids"], WRONG, "copy its input"),
+    ("04.1", lambda: _hello()["input_ids"][:-1], WRONG, "input side"),
+    ("04.1", lambda: solution("04.1")[:5], WRONG, "expected 27 targets"),
+    ("04.2", lambda: 5, R, "3 skipped"),
+    ("04.2", lambda: 3, WRONG, "targets it skips"),
+    ("04.2", lambda: 2, WRONG, "trains wrongly"),
+    ("04.2", lambda: 6, WRONG, "after the last reply"),
+    ("04.2", lambda: 0, WRONG, "one position off"),
+    ("04.2", lambda: 9, WRONG, "reread notebook 04's appendix"),
+    (
+        "04.3",
+        lambda: sft_utils.labels_from_label_mask(
+            torch.tensor(_hello()["input_ids"]), torch.tensor(_hello()["label_mask"])
+        ),
+        R,
+        "",
+    ),
+    (
+        "04.3",
+        lambda: [t if m else -100 for t, m in zip(solution("04.1"), _hello()["label_mask"][1:])],
+        WRONG,
+        "shifted twice",
+    ),
+    ("04.3", lambda: [0 if x == -100 else x for x in solution("04.3")], WRONG, "0 is <|endoftext|>"),
+    ("04.3", lambda: _hello()["input_ids"], WRONG, "plain SFT"),
+    (
+        "04.3",
+        lambda: [i if x == -100 else -100 for i, x in zip(_hello()["input_ids"], solution("04.3"))],
+        WRONG,
+        "other way round",
+    ),
+    ("04.3", lambda: [1, 2], WRONG, "expected 28 labels (one per token: not shifted)"),
+    # 05: shape, the smallest model that outweighs its logits, select-then-project
+    ("05.1", lambda: torch.Size([4, 37, 50304]), R, ""),
+    ("05.1", lambda: [4, 37, 50304], R, ""),
+    ("05.1", lambda: (4, 37, 50282), WRONG, "len(tokenizer)"),
+    ("05.1", lambda: (4, 37, 128), WRONG, "hidden state"),
+    ("05.1", lambda: (37, 4, 50304), WRONG, "batch comes first"),
+    ("05.1", lambda: (4, 36, 50304), WRONG, "does not shift"),
+    ("05.2", lambda: "pythia-1b", R, "4.0 GB"),
+    ("05.2", lambda: "EleutherAI/pythia-1b", R, ""),
+    ("05.2", lambda: " 1b", R, ""),
+    ("05.2", lambda: "pythia-410m", WRONG, "take less memory"),
+    ("05.2", lambda: "pythia-70m", WRONG, "take less memory"),
+    ("05.2", lambda: "pythia-2.8b", WRONG, "compare bytes with bytes"),
+    ("05.2", lambda: "gpt-2", WRONG, "expected a Pythia size"),
+    ("05.2", lambda: 3.3, WRONG, "as a string"),
+    ("05.3", lambda: lambda h, w, m: torch.einsum("nh,vh->nv", h[m], w), R, ""),
+    ("05.3", lambda: lambda h, w, m: (w @ h[m].T).T, R, ""),
+    ("05.3", lambda: lambda h, w, m: (h[m].double() @ w.double().T).float(), R, ""),
+    ("05.3", lambda: lambda h, w, m: h[m].double() @ w.double().T, R, ""),
+    ("05.3", lambda: lambda h, w, m: F.linear(h[m], w), R, ""),
+    ("05.3", lambda: lambda h, w, m: torch.stack([h[b, t] @ w.T for b, t in m.nonzero().tolist()]), R, ""),
+    ("05.3", lambda: lambda h, w, m: torch.masked_select(h, m.unsqueeze(-1)).view(-1, h.shape[-1]) @ w.T, R, ""),
+    ("05.3", lambda: lambda h, w, m: h @ w.t(), WRONG, "projects every position"),
+    ("05.3", lambda: lambda h, w, m: h[~m] @ w.t(), WRONG, "untrained rows"),
+    ("05.3", lambda: lambda h, w, m: (h @ w.t()) * m.unsqueeze(-1), WRONG, "zeroes the untrained"),
+    ("05.3", lambda: lambda h, w, m: (h[m].bfloat16() @ w.bfloat16().T).float(), WRONG, "bfloat16"),
+    ("05.3", lambda: lambda h, w, m: h[m] @ w, WRONG, "raised RuntimeError"),
+    ("05.3", lambda: lambda h, w, m: h[m] @ w.T + 1, WRONG, "two steps, in this order"),
+    # 06: the loss by hand, a uniform perplexity, a broken mask
+    ("06.1", lambda: _ce_06_1(), R, ""),
+    ("06.1", lambda: _ce_06_1(torch.float64).item(), R, ""),
+    ("06.1", lambda: np.float32(solution("06.1")), R, ""),
+    (
+        "06.1",
+        lambda: F.cross_entropy(
+            exercises.inputs("06.1")["logits"].flatten(0, 1), exercises.inputs("06.1")["targets"].flatten()
+        ),
+        WRONG,
+        "padding and prompt included",
+    ),
+    ("06.1", lambda: -solution("06.1"), WRONG, "the sign"),
+    ("06.1", lambda: 1.234, WRONG, "Building the loss in view"),
+    ("06.2", lambda: 50304, R, ""),
+    ("06.2", lambda: math.exp(math.log(50304)), R, ""),
+    ("06.2", lambda: math.log(50304), WRONG, "loss in nats"),
+    ("06.2", lambda: math.log2(50304), WRONG, "loss in bits"),
+    ("06.2", lambda: 50282, WRONG, "len(tokenizer)"),
+    ("06.2", lambda: 1 / 50304, WRONG, "each token's probability"),
+    ("06.2", lambda: 2, WRONG, "reread the paragraph on perplexity"),
+    ("06.3", lambda: _plain_loss_06_3(), R, "questions it cannot guess"),
+    ("06.3", lambda: round(_plain_loss_06_3(), 2), R, ""),
+    ("06.3", lambda: -math.log(0.9), WRONG, "assistant-only loss"),
+    ("06.3", lambda: _plain_loss_06_3(count_tokens=True), WRONG, "counted tokens, not targets"),
+    ("06.3", lambda: (-math.log(0.9) + math.log(50304)) / 2, WRONG, "each group weighs its count"),
+    ("06.3", lambda: math.log(50304), WRONG, "untrained targets alone"),
+    ("06.3", lambda: 1.0, WRONG, "every target now counts"),
+    # 06b: Zephyr's mask (its mistakes below), ChatML's header trained
+    ("06b.2", lambda: 19, R, "4 header tokens"),
+    ("06b.2", lambda: 11, WRONG, "as it ships"),
+    ("06b.2", lambda: 13, WRONG, "one token per reply"),  # the marker alone, or …
+    ("06b.2", lambda: 13, WRONG, "the footer"),  # … the footer: both give 13 on memo-hello
+    ("06b.2", lambda: 21, WRONG, "still untrained"),
+    ("06b.2", lambda: 15, WRONG, "two replies"),
+    ("06b.2", lambda: 17, WRONG, "ends with its newline"),
+    ("06b.2", lambda: 30, WRONG, "count the tokens of one reply's header"),
+    # 07: accumulation (mistakes below), the weighted loss, what w weighs
+    ("07.1", lambda: _accumulate_then_divide, R, ""),
+    ("07.1", lambda: lambda model, micro: 1.0, WRONG, "no gradient reached the weights"),
+    ("07.1", lambda: lambda model, micro: solution("07.1")(model, micro) * 2, WRONG, "return the step's loss"),
+    ("07.2", lambda: lambda nll, a, p, w: (nll[a].sum() + w * nll[p].sum()) / (a.sum() + w * p.sum()), R, ""),
+    ("07.2", lambda: lambda nll, a, p, w: (nll * (a + w * p)).sum() / (a + w * p).sum(), R, ""),
+    ("07.2", lambda: lambda nll, a, p, w: (nll[a].sum() + w * nll[p].sum()) / (a.sum() + p.sum()), WRONG, "count the"),
+    (
+        "07.2",
+        lambda: lambda nll, a, p, w: (w * nll[a].sum() + nll[p].sum()) / (w * a.sum() + p.sum()),
+        WRONG,
+        "belongs to the prompt",
+    ),
+    ("07.2", lambda: lambda nll, a, p, w: nll[a].mean(), WRONG, "the masked loss whatever w is"),
+    ("07.2", lambda: lambda nll, a, p, w: nll[a | p].mean(), WRONG, "plain SFT's mean whatever w is"),
+    (
+        "07.2",
+        lambda: lambda nll, a, p, w: (nll[a].sum() + w * nll[p].sum()) / a.sum(),
+        WRONG,
+        "leaves the prompt's targets out",
+    ),
+    ("07.2", lambda: lambda nll, a, p, w: nll.mean() * w, WRONG, "at w = 0"),
+    ("07.3", lambda: solution("07.3"), R, "of the weight"),
+    ("07.3", lambda: 0.1 * 0.73 / (0.27 + 0.1 * 0.73), R, ""),  # predicted from the share of tokens
+    ("07.3", lambda: 100 * solution("07.3"), R, ""),
+    ("07.3", lambda: 0.1, WRONG, "w itself"),
+    ("07.3", lambda: 0.72, WRONG, "plain SFT, w = 1"),
+    ("07.3", lambda: 1 - solution("07.3"), WRONG, "the reply's share"),
+    ("07.3", lambda: 0.5, WRONG, "each prompt target weighs w"),
+    # 08: the divisor, LoRA's size, padding by length
+    ("08.1", lambda: 100, R, ""),
+    ("08.1", lambda: 4, WRONG, "number of micro-batches"),
+    ("08.1", lambda: 25, WRONG, "mean count"),
+    ("08.1", lambda: 1, WRONG, "without dividing"),
+    ("08.1", lambda: 40, WRONG, "largest micro-batch"),
+    ("08.1", lambda: 7, WRONG, "one big batch's mean loss"),
+    ("08.1", lambda: "100", WRONG, "expected the divisor as one number"),
+    ("08.2", lambda: 2_359_296, R, "2,359,296"),
+    ("08.2", lambda: 2.36e6, R, ""),
+    ("08.2", lambda: 98_304, WRONG, "pythia-14m's count"),
+    ("08.2", lambda: 2 * 98_304, WRONG, "wider and deeper"),
+    ("08.2", lambda: 12 * 98_304, WRONG, "the rank doubles too"),  # pythia-160m at r = 8, or …
+    ("08.2", lambda: 12 * 98_304, WRONG, "more layers"),  # … r and the width without the depth: both 12 ×
+    ("08.2", lambda: 4 * 98_304, WRONG, "also wider"),
+    ("08.2", lambda: 2 * 36 * 2 * 98_304, WRONG, "not with its square"),
+    ("08.2", lambda: 4 * 6 * 2 * 98_304, WRONG, "linearly with r"),
+    ("08.2", lambda: 162_322_944, WRONG, "only its adapters"),
+    ("08.2", lambda: 1_000_000, WRONG, "reread the LoRA paragraph"),
+    ("08.3", lambda: _pad_with_pad_sequence, R, ""),
+    ("08.3", lambda: lambda ex, pad_id: {k: v.tolist() for k, v in _pad_with_pad_sequence(ex, pad_id).items()}, R, ""),
+    (
+        "08.3",
+        lambda: (
+            lambda ex, pad_id: (
+                _pad_with_pad_sequence(ex, pad_id)
+                | {
+                    "attention_mask": _pad_with_pad_sequence(ex, pad_id)["input_ids"].ne(pad_id).long(),
+                    "label_mask": _pad_with_pad_sequence(ex, pad_id)["label_mask"]
+                    & _pad_with_pad_sequence(ex, pad_id)["input_ids"].ne(pad_id),
+                }
+            )
+        ),
+        WRONG,
+        "padding found by id",
+    ),
+    ("08.3", lambda: lambda ex, pad_id: _pad_with_pad_sequence(ex, pad_id + 1), WRONG, "notebook 04 pads"),
+]
+
+
+@pytest.mark.parametrize(
+    ("exercise_id", "answer", "status", "words"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
+)
+def test_each_answer_gets_its_verdict_and_its_hint(exercise_id, answer, status, words):
+    result = verdict(exercise_id, answer())
+    assert result.status == status, result
+    assert words in result.message, result
+
+
+def test_the_table_covers_every_exercise_right_and_wrong():
+    statuses = {
+        exercise_id: {status for e, _, status, _ in CASES if e == exercise_id} for exercise_id in exercises.EXERCISES
+    }
+    del statuses["06b.1"]  # its mistakes are built from the solution, in a test of their own below
+    assert {e: s for e, s in statuses.items() if s != {CORRECT, WRONG}} == {}
+
+
 @pytest.mark.parametrize("exercise_id", sorted(exercises.EXERCISES))
 def test_solution_is_accepted(exercise_id):
     result = verdict(exercise_id, solution(exercise_id))
@@ -48,8 +383,9 @@ def test_placeholder_is_not_answered_yet_and_odd_answers_do_not_raise(exercise_i
     assert verdict(exercise_id, None).status == UNANSWERED
     exercises.check(exercise_id, None)
     assert capsys.readouterr().out.startswith(f"{exercise_id} … not answered yet")
-    for odd in ("text", 3.5, [1, "a"], {"a": 1}, torch.zeros(2, 2)):
-        assert verdict(exercise_id, odd).status == WRONG
+    for odd in ("text", 3.5, [1, "a"], {"a": 1}, torch.zeros(2, 2), float("nan")):
+        message = hint(exercise_id, odd)
+        assert not re.search(r"expected (.+) \(\1\)", message), message  # never "a number (a number)"
 
 
 @pytest.mark.parametrize("exercise_id", sorted(exercises.EXERCISES))
@@ -62,6 +398,80 @@ def test_the_solution_is_never_printed(exercise_id, capsys):
         assert str(answer) not in printed and repr(answer) not in printed
 
 
+# --- hints never hold the solution's code ----------------------------------------------------------------
+
+# Formulas a hint must not state, beyond the code fragments read from the solutions.
+FORMULAS = [
+    "exp(",
+    "ln(",
+    "log(",
+    "input_ids[1:]",
+    "label_mask[1:]",
+    "[label_masks]",
+    "weight.T",
+    "weight.t()",
+    "vocab_size −",
+    "/ len(",
+    "sum(counts)",
+    "== pad_id",
+    "split_special_tokens=True",
+    "-100 where",
+]
+
+
+def solution_fragments() -> set[str]:
+    """Code fragments of every solution: each indexing or call with arguments (``hidden[label_masks]``,
+    ``math.exp(loss)``), and each whole expression line, without comments."""
+    fragments = set()
+    for path in SOLUTIONS.glob("s*.py"):
+        for line in path.read_text().splitlines():
+            code = line.split("#")[0].strip()
+            if not code or code.startswith(("def ", "import ", "from ", '"""', "return {")):
+                continue
+            fragments.update(re.findall(r"[\w.]+\[[^\]\[]+\]", code))
+            fragments.update(m for m in re.findall(r"[\w.]+\([^()]+\)", code) if "(" in m)
+            expression = code.removeprefix("return ").strip()
+            if len(expression) > 12 and not expression.isidentifier():
+                fragments.add(expression)
+    # Names alone are fine in a hint (label_mask, input_ids); generic calls too.
+    return {f for f in fragments if len(f) > 8 and not f.startswith(("sft_utils.load_tokenizer", "len(", "sum("))}
+
+
+def hint_strings() -> list[str]:
+    """Every string the exercise modules can show a learner (docstrings left out), f-strings' text included."""
+    strings = []
+    for module in MODULES:
+        tree = ast.parse(Path(module.__file__).read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            text = node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else ""
+            if " " in text and id(node) not in docstrings:
+                strings.append(text)
+    return strings
+
+
+def test_no_hint_holds_the_solutions_code_or_formula():
+    fragments = solution_fragments()
+    assert "hidden[label_masks]" in fragments and "math.exp(loss)" in fragments  # the reader finds them
+    texts = hint_strings()  # the table's messages are these, with numbers and names filled in
+    assert len(texts) > 100
+    for text in texts:
+        for fragment in [*fragments, *FORMULAS]:
+            assert fragment not in text, (fragment, text)
+
+
+# --- every notebook from 03 on asks for a prediction -----------------------------------------------------
+
+PREDICT = re.compile(r"\*\*[^*]*predict[^*]*\*\*", re.IGNORECASE)
+
+
 def test_every_notebook_has_two_or_three_exercises_and_every_check_exists():
     used = []
     for path in course_notebooks():
@@ -72,101 +482,42 @@ def test_every_notebook_has_two_or_three_exercises_and_every_check_exists():
     assert sorted(used) == sorted(exercises.EXERCISES)
 
 
-def test_unknown_id_is_a_clear_error():
+def test_from_notebook_03_on_each_notebook_asks_to_change_and_predict():
+    for path in course_notebooks():
+        if path.name < "03":
+            continue
+        nb = nbformat.read(path, as_version=4)
+        tasks = [c.source for c in nb.cells if c.get("id", "").startswith("learn-task-")]
+        assert any(PREDICT.search(task) for task in tasks), path.name
+
+
+def test_predict_checks_run_the_change_they_judge(monkeypatch):
+    """Change the input a prediction is about, and the check's answer moves with it: nothing is hard-coded."""
+    from sft_utils.course.exercises import n03_mask, n04_shift
+
+    share = solution("03.3")
+    monkeypatch.setattr(n03_mask, "SYSTEM_03_3", "Be brief.")
+    assert verdict("03.3", share).status == WRONG
+    riddle = tokenize_conversation(messages("memo-riddle"), tokenizer(), system="Be brief.")
+    short = sum(riddle["label_mask"]) / len(riddle["input_ids"])
+    assert verdict("03.3", short).status == CORRECT
+    monkeypatch.setattr(n04_shift, "CONVERSATION_04_2", "memo-hello")
+    assert verdict("04.2", 5).status == WRONG
+    assert verdict("04.2", 3).status == CORRECT  # fault 2 on memo-hello: 2 skipped, 1 trained wrongly
+
+
+def test_an_unknown_id_is_a_clear_error():
     with pytest.raises(KeyError, match="no exercise '3.1'"):
         verdict("3.1", [1])
+    with pytest.raises(KeyError, match="has no inputs"):
+        exercises.inputs("03.1")
 
 
-def test_01_mistakes(tokenizer):
-    right = solution("01.1")
-    assert "missing" in hint("01.1", right.replace("<|system|>Answer in one sentence.<|endoftext|>", ""))
-    assert "<|user|>" in hint("01.1", right.replace("<|prompter|>", "<|user|>"))
-    assert "the prompter's too" in hint("01.1", right.replace("Hi!<|endoftext|>", "Hi!"))
-    assert "learns to stop" in hint("01.1", right.removesuffix("<|endoftext|>"))
-    prompt = solution("01.2")
-    assert "whose turn" in hint("01.2", prompt.removesuffix("<|assistant|>"))
-    assert "writes the reply" in hint("01.2", prompt + "<|endoftext|>")
-
-
-def test_02_mistakes(tokenizer):
-    assert "50280" in hint("02.1", tokenizer(exercises.TEXT_02_1)["input_ids"])
-    assert "only the text" in hint("02.1", [50279, *solution("02.1"), 0])
-    assert "swapped" in hint("02.2", (1, 0))
-    assert "padding with <|endoftext|>" in hint("02.2", (0, 0))
-
-
-def test_03_mistakes(tokenizer):
-    mask = solution("03.1")
-    assert mask == [0] * 8 + [1] * 6 + [0] * 7 + [1] * 7  # memo-hello: 4 messages
-    assert "trains the prompter" in hint("03.1", [1 - m for m in mask])
-    assert "shifted by one" in hint("03.1", [0, *mask[:-1]])
-    assert "shifted by one" in hint("03.1", [*mask[1:], 0])
-    assert "step 4" in hint("03.1", mask[1:])
-    assert "plain causal-LM SFT" in hint("03.1", [True] * len(mask))
-    no_marker = mask.copy()
-    no_marker[8] = no_marker[21] = 0  # the two <|assistant|> markers
-    assert "start and to stop" in hint("03.1", no_marker)
-    assert "expected 28 values" in hint("03.1", mask + [0, 0])
-    assert verdict("03.1", torch.tensor(mask, dtype=torch.bool)).status == CORRECT
-    trained = solution("03.2")
-    riddle = next(c for c in sft_utils.load_conversations(sft_utils.course_data_path()) if c["id"] == "memo-riddle")
-    total = len(sft_utils.tokenize_conversation(riddle["messages"], tokenizer)["input_ids"])
-    assert "untrained" in hint("03.2", total - trained)
-    assert "every token" in hint("03.2", total)
-    assert "start and to stop" in hint("03.2", trained - 2 * 3)  # 3 replies, marker and <|endoftext|> each
-
-
-def test_04_mistakes(tokenizer):
-    targets, labels = solution("04.1"), solution("04.3")
-    hello = tokenize_conversation(load_conversations(course_data_path())[1]["messages"], tokenizer)
-    label_masks = hello["label_mask"][1:]
-    input_ids = [50279, *targets]
-    assert "copy its input" in hint("04.1", input_ids)
-    assert "input side" in hint("04.1", input_ids[:-1])
-    assert "shifted twice" in hint("04.3", [t if m else -100 for t, m in zip(targets, label_masks)])
-    assert "0 is <|endoftext|>" in hint("04.3", [0 if x == -100 else x for x in labels])
-    assert "plain SFT" in hint("04.3", input_ids)
-    assert labels.count(-100) == 15 and len(labels) == 28
-    assert "expected 27 targets" in hint("04.1", targets[:5])
-    assert "expected 28 labels (one per token: not shifted)" in hint("04.3", [1, 2])
-
-
-def test_05_mistakes():
-    assert solution("05.1") == (4, 37, 50304)
-    assert "padded beyond len(tokenizer)" in hint("05.1", (4, 37, 50282))
-    assert "hidden state" in hint("05.1", (4, 37, 128))
-    assert verdict("05.1", torch.Size([4, 37, 50304])).status == CORRECT
-    assert solution("05.2") == pytest.approx(3.2967, abs=1e-4)
-    assert "bfloat16" in hint("05.2", 1.648)
-    assert "4 bytes" in hint("05.2", 0.824)
-    assert "GiB" in hint("05.2", 3.07)
-
-
-def test_06_mistakes():
-    batch = exercises.inputs("06.1")
-    logits, targets, mask = batch["logits"], batch["targets"], batch["label_masks"]
-    # An independent reference: transformers' convention with -100 where not trained.
-    reference = torch.nn.functional.cross_entropy(logits.flatten(0, 1), torch.where(mask, targets, -100).flatten())
-    assert solution("06.1") == pytest.approx(reference.item(), rel=1e-6)
-    assert verdict("06.1", reference).status == CORRECT
-    unmasked = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
-    assert "padding and prompt included" in hint("06.1", unmasked.item())
-    nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(2, 7)
-    real = batch["attention_mask"].bool()
-    assert "plain SFT" in hint("06.1", nll[real].mean().item())
-    assert "the sum" in hint("06.1", nll[mask].sum().item())
-    assert "dilute" in hint("06.1", (nll * mask).sum().item() / 14)
-    assert "short replies" in hint("06.1", (nll * mask).sum(1).div(mask.sum(1)).mean().item())
-    shifted = torch.zeros_like(mask)
-    shifted[:, 1:] = mask[:, :-1]
-    assert "shifted by one" in hint("06.1", nll[shifted].mean().item())
-    assert solution("06.2") == pytest.approx(50304)
-    assert "exp(loss)" in hint("06.2", math.log(50304))
-    assert "1 / p" in hint("06.2", 1 / 50304)
+# --- mistakes the table cannot list: built from the solution, or from a learner's loop ---------------------
 
 
 def _accumulate(weight):
-    """A learner's accumulation whose micro-batch i gets weight(sum_i, count_i, total, k) on its summed loss."""
+    """A learner's accumulation whose micro-batch i gets weight(count_i, total, k) on its summed loss."""
 
     def accumulate(model, micro_batches):
         total, k = sum(int(b["label_masks"].sum()) for b in micro_batches), len(micro_batches)
@@ -187,31 +538,11 @@ def _accumulate(weight):
         (lambda n, total, k: 1 / n, "each micro-batch's mean, added up"),
         (lambda n, total, k: 1.0, "never divided"),
         (lambda n, total, k: 1 / k, "divided by the number of micro-batches"),
-        (lambda n, total, k: 0.5 / total, "summed loss (masked_loss_sum) divided by the step's total count"),
+        (lambda n, total, k: 0.5 / total, "whichever micro-batch holds it"),
     ],
 )
 def test_07_1_typical_accumulation_mistakes(weight, expected_hint):
     assert expected_hint in hint("07.1", _accumulate(weight))
-
-
-@pytest.mark.parametrize(
-    ("loss", "expected_hint"),
-    [
-        (lambda nll, a, p, w: (nll[a].sum() + w * nll[p].sum()) / (a.sum() + p.sum()), "needs a weighted count"),
-        (lambda nll, a, p, w: (w * nll[a].sum() + nll[p].sum()) / (w * a.sum() + p.sum()), "belongs to the prompt"),
-        (lambda nll, a, p, w: nll[a].mean(), "the masked loss whatever w is"),
-        (lambda nll, a, p, w: nll[a | p].mean(), "plain SFT's mean whatever w is"),
-        (lambda nll, a, p, w: (nll[a].sum() + w * nll[p].sum()) / a.sum(), "divide by count + w × count"),
-    ],
-)
-def test_07_2_typical_weighting_mistakes(loss, expected_hint):
-    assert expected_hint in hint("07.2", loss)
-
-
-def test_07_1_right_gradients_wrong_loss_and_no_backward():
-    right = solution("07.1")
-    assert "return the step's loss" in hint("07.1", lambda model, micro: right(model, micro) * 2)
-    assert "no gradient reached the weights" in hint("07.1", lambda model, micro: 1.0)
 
 
 def test_06b_1_typical_mistakes():
@@ -220,8 +551,8 @@ def test_06b_1_typical_mistakes():
 
     right = solution("06b.1")
     zephyr = exercises.ZEPHYR
-    tokenizer = sft_utils.load_tokenizer(chat_format=zephyr, verbose=False)
-    assistant, end, newline = tokenizer.convert_tokens_to_ids(["<|assistant|>", "</s>"]) + [187]
+    zephyr_tokenizer = sft_utils.load_tokenizer(chat_format=zephyr, verbose=False)
+    assistant, end, newline = zephyr_tokenizer.convert_tokens_to_ids(["<|assistant|>", "</s>"]) + [187]
 
     def changed(positions):
         """``right`` with the mask also set (or cleared, for </s>) at tokens chosen by ``positions``."""
@@ -245,31 +576,16 @@ def test_06b_1_typical_mistakes():
     assert "generation stops at </s>" in hint("06b.1", changed(footers))
     whole_messages = changed(lambda ids: header(ids) + footers(ids))
     assert "Open-Assistant's rule" in hint("06b.1", whole_messages)
-    hello = next(c for c in load_conversations(course_data_path()) if c["id"] == "memo-hello")["messages"]
-    example = tokenize_conversation(hello, tokenizer, chat_format=zephyr)
+    hello = messages("memo-hello")
+    example = tokenize_conversation(hello, zephyr_tokenizer, chat_format=zephyr)
     assert right(example["input_ids"]) == [int(m) for m in example["label_mask"]]
     assert right(example["input_ids"]) == [0] * 12 + [1] * 5 + [0] * 12 + [1] * 6 + [0]  # 2 replies, 4 + 5 text
     oa_like = dataclasses.replace(zephyr, train_marker=True, train_header=True, train_footer=True)
-    assert example["input_ids"] == tokenize_conversation(hello, tokenizer, chat_format=oa_like)["input_ids"]
+    assert example["input_ids"] == tokenize_conversation(hello, zephyr_tokenizer, chat_format=oa_like)["input_ids"]
     assert "user's and system's" in hint("06b.1", lambda ids: [1 - m for m in whole_messages(ids)])
     assert "raised ZeroDivisionError" in hint("06b.1", lambda ids: 1 / 0)
-
-
-def test_06b_2_mistakes():
-    assert solution("06b.2") == 50304 - 50282 == 22
-    assert "before the course added its five" in hint("06b.2", 27)
-    assert "every row" in hint("06b.2", 50304)
-    assert "already have a row" in hint("06b.2", 50282)
-    assert "compare the two" in hint("06b.2", 0)
-
-
-def test_08_mistakes():
-    assert solution("08.1") == 100
-    assert "number of micro-batches" in hint("08.1", 4) and "too large" in hint("08.1", 4)
-    assert "mean count" in hint("08.1", 25)
-    assert solution("08.2") == 50280
-    assert "closes the prompter" in hint("08.2", 0)
-    assert "prompter's marker" in hint("08.2", 50279)
+    assert "which tokens does the model write" in hint("06b.1", lambda ids: [0] * len(ids))
+    assert verdict("06b.1", lambda ids: torch.tensor(right(ids))).status == CORRECT
 
 
 def test_the_06_inputs_are_fixed_and_padded():
@@ -281,10 +597,23 @@ def test_the_06_inputs_are_fixed_and_padded():
     assert torch.equal(batch["logits"], exercises.inputs.__wrapped__("06.1")["logits"])  # same on every call
 
 
-def test_numpy_and_tensor_answers_are_read_as_numbers_and_lists():
-    """np.sum(mask) is an np.int64 and a float32 loss an np.float32: before, both were 'expected a number'."""
-    import numpy as np
+def test_06_1_matches_an_independent_reference():
+    batch = exercises.inputs("06.1")
+    logits, targets, mask = batch["logits"], batch["targets"], batch["label_masks"]
+    reference = F.cross_entropy(logits.flatten(0, 1), torch.where(mask, targets, -100).flatten())
+    assert solution("06.1") == pytest.approx(reference.item(), rel=1e-6)
+    nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(2, 7)
+    assert "plain SFT" in hint("06.1", nll[batch["attention_mask"].bool()].mean().item())
+    assert "a sum over the trained targets" in hint("06.1", nll[mask].sum().item())
+    assert "dilute" in hint("06.1", (nll * mask).sum().item() / 14)
+    assert "short replies" in hint("06.1", (nll * mask).sum(1).div(mask.sum(1)).mean().item())
+    shifted = torch.zeros_like(mask)
+    shifted[:, 1:] = mask[:, :-1]
+    assert "shifted by one" in hint("06.1", nll[shifted].mean().item())
+    assert "prompt's loss" in hint("06.1", nll[~mask & batch["attention_mask"].bool()].mean().item())
 
+
+def test_numpy_and_tensor_answers_are_read_as_numbers_and_lists():
     trained, mask = solution("03.2"), solution("03.1")
     for answer in (
         np.int64(trained),
@@ -296,85 +625,5 @@ def test_numpy_and_tensor_answers_are_read_as_numbers_and_lists():
         assert verdict("03.2", answer).status == CORRECT, (type(answer), answer)
     for answer in (np.array(mask), np.array(mask, dtype=bool), [np.int64(m) for m in mask], torch.tensor(mask)):
         assert verdict("03.1", answer).status == CORRECT, (type(answer), answer)
-    loss = solution("06.1")
-    assert verdict("06.1", np.float32(loss)).status == CORRECT
-    assert verdict("06.1", np.array([loss, loss])).status == WRONG  # two numbers are not one loss
-    # A wrong kind is described as given, not as the list it was turned into.
-    assert "got Tensor" in hint("03.1", torch.tensor(mask).float())
-
-
-def test_02_3_typical_mistakes(tokenizer):
-    from sft_utils import format_conversation
-
-    eos = tokenizer.eos_token_id
-
-    def encode(text_ids, marker=True, end=True):
-        def encode_messages(messages, tok):
-            ids = []
-            for m in messages:
-                ids += [tok.convert_tokens_to_ids(f"<|{m['role']}|>")] * marker + text_ids(tok, m["text"]) + [eos] * end
-            return ids
-
-        return encode_messages
-
-    split = lambda tok, text: tok(text, split_special_tokens=True)["input_ids"]
-    whole = lambda messages, tok: tok(format_conversation(messages))["input_ids"]
-    assert "became a role token: encode each text on its own" in hint("02.3", whole)
-    assert "split_special_tokens=True" in hint("02.3", encode(lambda tok, t: tok(t)["input_ids"]))
-    assert "ends with <|endoftext|>" in hint("02.3", encode(split, end=False))
-    assert "opens with its role's marker" in hint("02.3", encode(split, marker=False))
-
-
-def test_03_3_typical_mistakes():
-    assert "the assistant's are trained" in hint("03.3", lambda idx, roles: [int(roles[i] != "assistant") for i in idx])
-    assert "system message first shifts the parity" in hint("03.3", lambda idx, roles: [i % 2 for i in idx])
-    assert "trains every token" in hint("03.3", lambda idx, roles: [1] * len(idx))
-
-
-def test_06_3_typical_mistakes():
-    from sft_utils.steps.loss import per_token_nll
-
-    nll = per_token_nll
-    assert "averages over every position" in hint("06.3", lambda lo, t, m: nll(lo, t).mean())
-    assert "not by B × T" in hint("06.3", lambda lo, t, m: (nll(lo, t) * m).sum() / m.numel())
-    assert "divide the sum by the number" in hint("06.3", lambda lo, t, m: (nll(lo, t) * m).sum())
-    per_example = lambda lo, t, m: torch.stack([nll(lo, t)[b][m[b]].mean() for b in range(len(m))]).mean()
-    assert "mean of per-example means" in hint("06.3", per_example)
-    assert "raised ZeroDivisionError" in hint("06.3", lambda lo, t, m: 1 / 0)
-
-
-def _shift(ids_from, targets_from, mask_from):
-    def shift(example):
-        ids, mask = example["input_ids"], example["label_mask"]
-        return {"input_ids": ids_from(ids), "targets": targets_from(ids), "label_masks": mask_from(mask)}
-
-    return shift
-
-
-def test_04_2_typical_mistakes():
-    assert "move with the targets" in hint("04.2", _shift(lambda i: i[:-1], lambda i: i[1:], lambda m: m[:-1]))
-    assert "learn to copy its input" in hint("04.2", _shift(lambda i: i[:-1], lambda i: i[:-1], lambda m: m[1:]))
-    assert "shifted the wrong way" in hint("04.2", _shift(lambda i: i[1:], lambda i: i[:-1], lambda m: m[:-1]))
-    assert "return a dict with input_ids, targets and label_masks" in hint("04.2", lambda e: e["input_ids"][1:])
-    with_extra = lambda e: shift_for_next_token(e) | {"note": 1}
-    assert verdict("04.2", with_extra).status == CORRECT  # extra keys are fine
-
-
-def test_05_3_typical_mistakes():
-    assert "projects every position" in hint("05.3", lambda h, w, m: h @ w.t())
-    assert "raised RuntimeError: mat1 and mat2 shapes cannot be multiplied" in hint("05.3", lambda h, w, m: h[m] @ w)
-    assert "untrained rows" in hint("05.3", lambda h, w, m: h[~m] @ w.t())
-
-
-def test_08_3_padding_by_id_is_caught():
-    from sft_utils import AssistantOnlyCollator
-
-    def by_id(examples, pad_id):
-        batch = AssistantOnlyCollator(pad_id).pad(examples)
-        return batch | {
-            "attention_mask": (batch["input_ids"] != pad_id).long(),
-            "label_mask": batch["label_mask"] & (batch["input_ids"] != pad_id),
-        }
-
-    assert "padding found by id" in hint("08.3", by_id)
-    assert verdict("08.3", lambda examples, pad_id: AssistantOnlyCollator(pad_id).pad(examples)).status == CORRECT
+    assert verdict("06.1", np.array([1.0, 1.0])).status == WRONG  # two numbers are not one loss
+    assert "got Tensor" in hint("03.1", torch.tensor(mask).float())  # a wrong kind is described as given
