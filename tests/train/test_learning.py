@@ -79,8 +79,8 @@ def test_the_command_line_defaults_reach_90_percent(task, tmp_path):
 
 
 def test_the_published_experiment_is_the_code_s_and_the_docs_table_is_its_table():
-    """data/toy_experiment.json holds notebook 07's planned runs, made by experiment_record (caps, early stop), and
-    docs/performance.md shows the table experiment_table makes of them."""
+    """data/toy_experiment.json holds runs of notebook 07's plan (all, or the first measured), made by
+    experiment_record (caps, early stop), and docs/performance.md shows the table experiment_table makes of them."""
     from sft_utils.train.toy_run import (
         EXPERIMENT_CAPS,
         EXPERIMENT_EVAL_EVERY,
@@ -91,7 +91,8 @@ def test_the_published_experiment_is_the_code_s_and_the_docs_table_is_its_table(
 
     records = json.loads(course_data_path("toy_experiment.json").read_text())["records"]
     lr = TrainConfig.toy().lr
-    assert [(r["task"], r["loss"], r["seed"], round(r["lr"] / lr, 3)) for r in records] == list(EXPERIMENT_RUNS)
+    runs = [(r["task"], r["loss"], r["seed"], round(r["lr"] / lr, 3)) for r in records]
+    assert runs == [run for run in EXPERIMENT_RUNS if run in runs]  # planned runs, in the plan's order
     for r in records:
         assert (r["cap"], r["eval_every"]) == (EXPERIMENT_CAPS[r["task"]], EXPERIMENT_EVAL_EVERY[r["task"]])
         reached = [s for s, em in zip(r["eval_step"], r["exact_match"], strict=True) if em >= REACH]
