@@ -1,67 +1,112 @@
-"""How fast a random-weight pythia-14m learns the toy tasks, with the masked loss, plain SFT and prompt weights.
+"""How fast a random-weight pythia-14m learns the toy tasks: masked SFT, plain SFT and prompt weights, fairly.
 
-    python benchmarks/toy_learning.py                    # the grid of notebook 07: masked, w=0.1, plain (~15 min)
-    python benchmarks/toy_learning.py --json data/toy_experiment.json   # also save it for notebook 07
-    python benchmarks/toy_learning.py --tasks facts --losses masked --seeds 0   # one run
-    python benchmarks/toy_learning.py --timing           # seconds per step only, masked vs plain (1 min)
+    python benchmarks/toy_learning.py --json data/toy_experiment.json   # notebook 07's experiment (EXPERIMENT_RUNS)
+    python benchmarks/toy_learning.py --workers 3 --threads 1 --json data/toy_experiment.json   # 3 runs at a time
+    python benchmarks/toy_learning.py --defaults     # each task with the command line's default steps, seed 0
+    python benchmarks/toy_learning.py --timing       # seconds per step only, masked vs plain (1 min)
 
-Each run: ``sft_utils.train.toy_run`` (``TrainConfig.toy``: batch 16, lr 1e-3 constant after 20 warm-up
-steps, fp32, fused AdamW), evaluated every 50 steps on 64 held-out prompts (greedy replies, exact match).
-A loss is ``masked`` (prompt weight 0, the memo's), ``w=0.1`` or ``w=0.5`` (the prompt's tokens weighted by
-w) or ``plain`` (every token, labels = inputs). The seed picks the initial weights and the data order.
-Seconds include the evaluations; seconds per step do not. Exact match is measured only every 50 steps, so
-"steps to 90%" is the first evaluation at or above it. Run on idle cores: other jobs slow every step.
+The experiment (``sft_utils.train.toy_run.experiment_record``): each run trains ``TrainConfig.toy`` (batch 16,
+lr 1e-3 constant after 20 warm-up steps, fp32, fused AdamW) with one loss, evaluates every 50 steps (``facts``:
+25) on the task's held-out prompts, each once (64; ``facts`` 40), and stops at the first evaluation at or above
+90% exact match, or at the cap (4x the steps masked SFT was first given: last_word 1800, facts 800), the same for
+every loss. A loss is ``masked`` (the memo's), ``w=0.1`` (prompt tokens weighted 0.1) or ``plain`` (every
+token); plain also runs at 0.3x and 3x the learning rate on one seed. At every evaluation it also records where
+plain SFT's loss and gradient come from (``loss_split``: prompt vs reply tokens on a fixed training batch).
+With ``--json`` an existing file's ``published`` records (the first, fixed-budget experiment) are kept.
+Seconds depend on the machine and its load: compare seconds per step as ratios (plain / masked).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import multiprocessing
 import statistics
 import time
 from pathlib import Path
 
+import torch
+
 import sft_utils
 from sft_utils.train.toy_run import EXPERIMENT_LOSSES as LOSSES
-from sft_utils.train.toy_run import toy_record, toy_run
+from sft_utils.train.toy_run import (
+    EXPERIMENT_RUNS,
+    EXPERIMENT_STEPS,
+    experiment_record,
+    experiment_table,
+    first_step_reaching,
+    toy_run,
+)
 
 
-def seconds_at(record: dict, step: int | None) -> float | None:
-    """Training seconds up to ``step`` (median step time x steps; evaluations left out)."""
-    return None if step is None else step * record["seconds_per_step"]
+def write(path: Path, records: list[dict]) -> None:
+    """The records in plan order, beside the published ones already in ``path``."""
+    published = json.loads(path.read_text()).get("published") if path.exists() else None
+    records = sorted(records, key=lambda r: r["run"])
+    path.write_text(json.dumps({"records": records} | ({"published": published} if published else {}), indent=1) + "\n")
 
 
-def table(records: list[dict]) -> str:
-    head = "| task | loss | seeds | steps to 50% / 90% | s to 90% | final exact match | held-out loss | s/step |"
-    lines = [head, "|" + "---|" * 8]
-    groups = {}
-    for r in records:
-        groups.setdefault((r["task"], r["loss"]), []).append(r)
-    for (task, loss), runs in groups.items():
-        fmt = lambda xs: "/".join("–" if x is None else f"{x:.0f}" for x in xs)
-        em = [r["exact_match"][-1] for r in runs]
-        lines.append(
-            f"| {task} | {loss} | {len(runs)} | {fmt([r['to_50'] for r in runs])} ; {fmt([r['to_90'] for r in runs])} "
-            f"| {fmt([seconds_at(r, r['to_90']) for r in runs])} | "
-            f"{statistics.mean(em):.0%} (min {min(em):.0%}) | "
-            f"{statistics.mean(r['valid_loss'][-1] for r in runs):.3f} | "
-            f"{statistics.median(r['seconds_per_step'] for r in runs):.3f} |"
+def one_run(index: int, threads: int | None) -> dict:
+    """Run ``EXPERIMENT_RUNS[index]`` (in a worker process)."""
+    if threads:
+        torch.set_num_threads(threads)
+    task, loss, seed, lr_scale = EXPERIMENT_RUNS[index]
+    start = time.perf_counter()
+    tokenizer = sft_utils.load_tokenizer(verbose=False)
+    record = {"run": index} | experiment_record(task, loss, seed, tokenizer, lr_scale=lr_scale)
+    record["wall_seconds"] = time.perf_counter() - start
+    return record
+
+
+def experiment(workers: int, threads: int | None, path: Path | None) -> list[dict]:
+    """Every run of ``EXPERIMENT_RUNS``, ``workers`` at a time, handed out in the plan's order; the records are
+    written to ``path`` as each run ends, so that a stopped experiment keeps the runs it finished."""
+    records = []
+    with multiprocessing.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
+        for r in pool.imap_unordered(functools.partial(one_run, threads=threads), range(len(EXPERIMENT_RUNS))):
+            records.append(r)
+            print(
+                f"run {r['run']}: {r['task']} {r['loss']} lr {r['lr']:g} seed {r['seed']}: to 90% at step "
+                f"{r['to_90']} (cap {r['cap']}), exact match {r['exact_match'][-1]:.0%}, {r['wall_seconds']:.0f} s",
+                flush=True,
+            )
+            if path:
+                write(path, records)
+    return records
+
+
+def defaults() -> None:
+    """Each toy task as ``python -m sft_utils.train --data toy:TASK`` runs it by default (seed 0)."""
+    tokenizer = sft_utils.load_tokenizer(verbose=False)
+    print("| task | default steps | steps to 90% | final held-out exact match | held-out prompts |")
+    print("|---|---|---|---|---|")
+    for task in EXPERIMENT_STEPS:  # the tasks with a measured default
+        _, history = toy_run(task, tokenizer, steps=EXPERIMENT_STEPS[task], eval_every=50)
+        prompts = sft_utils.data.toy.held_out_size(task)
+        reach = first_step_reaching(history, 0.9)
+        print(
+            f"| {task} | {EXPERIMENT_STEPS[task]} | {'–' if reach is None else reach} "
+            f"| {history['exact_match'][-1]:.0%} | {prompts} |",
+            flush=True,
         )
-    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+", default=["last_word", "facts"])
-    parser.add_argument("--losses", nargs="+", default=["masked", "w=0.1", "plain"], choices=list(LOSSES))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, help="override the steps of every task")
-    parser.add_argument("--json", type=Path, help="write the records here")
+    parser.add_argument("--json", type=Path, help="write the records here (keeping its published ones)")
+    parser.add_argument("--workers", type=int, default=1, help="runs at a time, each in its own process")
+    parser.add_argument("--threads", type=int, help="torch threads per process (default: torch's)")
+    parser.add_argument("--defaults", action="store_true", help="each task with the command line's defaults")
     parser.add_argument("--timing", action="store_true", help="only seconds per step, masked vs plain, 30 steps")
     args = parser.parse_args()
-    tokenizer = sft_utils.load_tokenizer(verbose=False)
-    if args.timing:
-        for task in args.tasks:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.defaults:
+        defaults()
+    elif args.timing:
+        tokenizer = sft_utils.load_tokenizer(verbose=False)
+        for task in ("last_word", "facts"):
             times = {}
             for loss in ("masked", "plain"):
                 _, history = toy_run(task, tokenizer, steps=30, eval_every=1000, **LOSSES[loss])
@@ -70,22 +115,8 @@ def main() -> None:
                 f"{task}: masked {times['masked']:.3f} s/step, plain {times['plain']:.3f} s/step, "
                 f"ratio {times['masked'] / times['plain']:.2f}"
             )
-        return
-    records = []
-    for task in args.tasks:
-        for loss in args.losses:
-            for seed in args.seeds:
-                start = time.perf_counter()
-                records.append(toy_record(task, loss, seed, tokenizer, args.steps))
-                r = records[-1]
-                print(
-                    f"{task} {loss} seed {seed}: exact match {r['exact_match'][-1]:.0%}, to 90% at step "
-                    f"{r['to_90']}, {time.perf_counter() - start:.0f} s",
-                    flush=True,
-                )
-                if args.json:
-                    args.json.write_text(json.dumps({"records": records}, indent=1) + "\n")
-    print(table(records))
+    else:
+        print(experiment_table(experiment(args.workers, args.threads, args.json)))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ space, so that a reply is a few tokens long.
 
 A task's **held-out** prompts never occur in its training conversations, by construction: a prompt is held
 out when a hash of its key says so (random-word tasks), or when its phrasing is the one reserved for its fact
-(``facts``), and each split only draws prompts of its own side.
+(``facts``), and each split only draws prompts of its own side. A held-out set asks each of its prompts once:
+:func:`held_out_size` gives the size the course evaluates on, 64 distinct prompts for the random-word tasks and
+all 40 held-out questions of ``facts``, each exactly once.
 
 The tasks, and what they need the model to learn:
 
@@ -60,6 +62,7 @@ FACT_PHRASINGS = (
 )
 SPLITS = ("train", "held-out")
 HELD_OUT_SHARE = 5  # one prompt in 5 is held out
+HELD_OUT_SIZE = 64  # distinct held-out prompts an evaluation asks, where a task has that many
 
 
 def _held_out(key: str) -> bool:
@@ -125,6 +128,7 @@ class ToyTask:
     draw: Callable[[random.Random], tuple[str, list[dict]]]
     held_out: Callable[[str], bool] = _held_out
     distinct: int | None = None  # how many prompts exist at all, when few
+    held_out_prompts: int | None = None  # how many of them are held out, when few (None: more than any set asks)
 
 
 TASKS = {
@@ -141,6 +145,7 @@ TASKS = {
             _facts,
             _fact_held_out,
             len(PEOPLE) * len(FACT_PHRASINGS),
+            len(PEOPLE),  # one phrasing per person
         ),
     )
 }
@@ -153,14 +158,23 @@ def toy_task(name: str) -> ToyTask:
     return TASKS[name]
 
 
+def held_out_size(task: str) -> int:
+    """How many held-out conversations the course evaluates ``task`` on (notebook 07, ``toy_run``, the command
+    line): :data:`HELD_OUT_SIZE` (64) distinct prompts, or every held-out prompt when the task has fewer
+    (``facts``: its 40 held-out questions, each once). Raises ValueError for an unknown task."""
+    return min(HELD_OUT_SIZE, toy_task(task).held_out_prompts or HELD_OUT_SIZE)
+
+
 def toy_conversations(task: str, split: str, n: int, *, seed: int = 0) -> list[dict]:
     """``n`` conversations of toy task ``task`` from one side of its split, the same for the same arguments.
 
     Args:
         task: a name of :data:`TASKS` (``"last_word"``, ``"copy"``, ``"reverse"``, ``"remember"``, ``"facts"``).
         split: ``"train"`` or ``"held-out"``; a held-out prompt never occurs in any training conversation.
-        n: how many conversations (a positive int). ``facts`` has only 40 held-out questions: asking for more
-            repeats them (training conversations repeat too; random-word prompts almost never do).
+        n: how many conversations (a positive int). A held-out set asks each prompt at most once, so that every
+            prompt counts once in an exact match: ``facts`` has 40 held-out questions, so ``n`` is at most 40
+            there (40 gives each of them once). Training conversations may repeat (``facts`` has 160 training
+            questions; random-word prompts almost never repeat).
         seed: picks the conversations; different seeds give different samples of the same split.
 
     Returns:
@@ -168,7 +182,8 @@ def toy_conversations(task: str, split: str, n: int, *, seed: int = 0) -> list[d
         message is the assistant's reply that an evaluation compares with the model's.
 
     Raises:
-        ValueError: an unknown task or split, or ``n`` that is not a positive int.
+        ValueError: an unknown task or split, ``n`` that is not a positive int, or more held-out conversations
+            than the task has held-out prompts.
         TypeError: ``seed`` that is not an int.
     """
     spec = toy_task(task)
@@ -178,12 +193,18 @@ def toy_conversations(task: str, split: str, n: int, *, seed: int = 0) -> list[d
         raise ValueError(f"n must be an int >= 1, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {seed!r}")
-    rng = random.Random(f"{task}/{split}/{seed}")
     want_held_out = split == "held-out"
-    conversations = []
+    if want_held_out and spec.held_out_prompts is not None and n > spec.held_out_prompts:
+        raise ValueError(
+            f"toy task {task!r} has {spec.held_out_prompts} held-out prompts, and a held-out set asks each at most "
+            f"once: n must be at most {spec.held_out_prompts}, got {n}"
+        )
+    rng = random.Random(f"{task}/{split}/{seed}")
+    conversations, asked = [], set()
     while len(conversations) < n:
         key, messages = spec.draw(rng)
-        if spec.held_out(key) == want_held_out:
+        if spec.held_out(key) == want_held_out and not (want_held_out and key in asked):
+            asked.add(key)
             conversations.append(
                 {"id": f"toy-{task}-{split}-{len(conversations)}", "tags": ["toy", task], "messages": messages}
             )

@@ -17,14 +17,16 @@ torchrun launcher, and each process, finding no GPU, runs on the CPU. (``acceler
 
 Data: oasst1 from the hub (one best-ranked thread per tree, ``--lang``), or ``--data file.jsonl``; offline,
 the course's ``data/conversations.jsonl`` (and it says so). ``--data toy:TASK`` trains a random-weight model
-on a task of the toy world (:mod:`sft_utils.data.toy`) with :meth:`TrainConfig.toy`'s defaults, and adds the
-held-out exact match and stop rate to every evaluation. Writes the checkpoint (``save_pretrained``),
+on a task of the toy world (:mod:`sft_utils.data.toy`) with :meth:`TrainConfig.toy`'s defaults and the task's
+own steps (``EXPERIMENT_STEPS``: measured to pass 90% held-out exact match; the tasks without a measured budget
+need ``--steps``), and adds the held-out exact match and stop rate to every evaluation. Writes the checkpoint (``save_pretrained``),
 ``history.json`` and ``loss_curves.png`` into ``--output-dir``; ``--history-json`` elsewhere too.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -35,14 +37,14 @@ import torch
 from ..chat_format import COURSE_FORMATS
 from ..data.conversations import load_conversations
 from ..data.oasst import load_oasst1_conversations, split_by_tree
-from ..data.toy import TASKS, toy_conversations
+from ..data.toy import TASKS, held_out_size, toy_conversations
 from ..models.pythia import load_model
 from ..steps.tokenize import load_tokenizer
 from .config import LR_SCHEDULES, REPORT_TO, TrainConfig
 from .generate import reply_metrics
 from .loop import train
 from .precision import PRECISIONS
-from .toy_run import HELD_OUT_CONVERSATIONS, TRAIN_CONVERSATIONS
+from .toy_run import EXPERIMENT_STEPS, TRAIN_CONVERSATIONS
 
 FORMATS = {f.name: f for f in COURSE_FORMATS.values()}  # "open-assistant", "chatml", "llama-3"
 NO_CLIPPING = "none"
@@ -136,6 +138,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     task = toy_task_name(args.data)
     if task is not None and task not in TASKS:
         parser.error(f"--data toy:{task}: unknown toy task; tasks: {', '.join(TASKS)}")
+    if task is not None and task not in EXPERIMENT_STEPS and args.steps is None:
+        parser.error(
+            f"--data toy:{task}: this task has no default steps (none measured to reach 90% held-out exact match; "
+            f"{', '.join(EXPERIMENT_STEPS)} have): give --steps N"
+        )
     if args.resume is not None and args.resume != "latest" and not Path(args.resume).is_dir():
         parser.error(f"--resume {args.resume}: no such folder (give a checkpoint-<step> folder, or latest)")
     for option, given in (("--smoke", args.smoke), ("--lang", args.lang is not None)):
@@ -173,8 +180,9 @@ def toy_task_name(data) -> str | None:
 
 def config_from_args(args) -> TrainConfig:
     """The options given, over the toy, smoke or full defaults."""
-    if toy_task_name(args.data) is not None:
-        defaults = TrainConfig.toy
+    task = toy_task_name(args.data)
+    if task is not None:  # each task its own steps, measured to pass 90% held-out exact match
+        defaults = functools.partial(TrainConfig.toy, steps=EXPERIMENT_STEPS.get(task))  # --steps still wins
     else:
         defaults = TrainConfig.smoke if (args.smoke or smoke_mode()) else TrainConfig
     given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
@@ -191,7 +199,7 @@ def load_data(args):
     task = toy_task_name(args.data)
     if task is not None:  # held-out prompts never occur in training: no fraction to choose
         train_set = toy_conversations(task, "train", args.max_conversations or TRAIN_CONVERSATIONS)
-        valid_set = toy_conversations(task, "held-out", HELD_OUT_CONVERSATIONS)
+        valid_set = toy_conversations(task, "held-out", held_out_size(task))  # each held-out prompt once
         return train_set, valid_set, f"toy task {task}: {TASKS[task].description}"
     if args.data is None:
         # A fraction given on the command line holds for the offline fallback too (else it was silently ignored).

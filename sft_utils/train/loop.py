@@ -237,6 +237,7 @@ def train(
     chat_format: ChatFormat = OPEN_ASSISTANT,
     eval_metrics=None,
     resume_from=None,
+    stop_when=None,
 ):
     """Fine-tune ``model`` (a ``GPTNeoXForCausalLM``, e.g. from :func:`sft_utils.load_model`) in place.
 
@@ -254,6 +255,8 @@ def train(
             scheduler, random states, data position and history are restored and the run continues at the
             next step, as if it had never stopped. ``model`` must be built as for the first run (same name
             and seed); the checkpoint's weights replace its own.
+        stop_when: None, or a function of ``history`` called after each evaluation: when it returns True the run
+            ends at that step, before ``config.steps`` (notebook 07's steps to 90% held-out exact match).
 
     Returns:
         ``(model, history)``. ``history``: dict of lists per optimizer step (``step``, ``trained_tokens``
@@ -394,6 +397,9 @@ def train(
             save_training_state(accelerator, output_dir, step, state, keep=config.save_total_limit)
         tokens_per_s, valid = history["tokens_per_s"][-1], history["valid_loss"][-1]
         bar.set_postfix(loss=f"{loss:.3f}", valid=f"{valid:.3f}", tok_s=f"{tokens_per_s:.0f}", refresh=False)
+        if stop_when is not None and history["eval_step"][-1] == step and stop_when(history):
+            break
+    bar.close()
     positions = reduce_sum(torch.tensor(run["positions"]), accelerator)
     history.update(
         padding_share=reduce_sum(torch.tensor(run["padded"]), accelerator) / max(positions, 1),

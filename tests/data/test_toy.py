@@ -2,20 +2,46 @@
 
 import pytest
 
-from sft_utils.data.toy import CITIES, PEOPLE, TASKS, WORDS, toy_conversations
+from sft_utils.data.toy import CITIES, PEOPLE, TASKS, WORDS, held_out_size, toy_conversations
 from sft_utils.steps.format import normalize_messages
 from sft_utils.steps.mask import tokenize_conversation
 
 
+def prompt_list(conversations):
+    return ["\n".join(m["text"] for m in c["messages"] if m["role"] == "prompter") for c in conversations]
+
+
 def prompts(conversations):
-    return {"\n".join(m["text"] for m in c["messages"] if m["role"] == "prompter") for c in conversations}
+    return set(prompt_list(conversations))
 
 
 @pytest.mark.parametrize("task", list(TASKS))
 def test_held_out_prompts_never_occur_in_training(task):
-    train, held_out = toy_conversations(task, "train", 3000), toy_conversations(task, "held-out", 200)
+    n = 200 if task != "facts" else 40  # facts has exactly 40: one phrasing per person
+    train, held_out = toy_conversations(task, "train", 3000), toy_conversations(task, "held-out", n)
     assert not prompts(train) & prompts(held_out)
-    assert len(prompts(held_out)) >= 40  # facts has exactly 40: one phrasing per person
+    assert len(prompts(held_out)) == n
+
+
+@pytest.mark.parametrize(
+    ("task", "size"), [("last_word", 64), ("copy", 64), ("reverse", 64), ("remember", 64), ("facts", 40)]
+)
+def test_the_evaluated_held_out_set_asks_each_prompt_once(task, size):
+    assert held_out_size(task) == size
+    for seed in (0, 1):
+        held_out = prompt_list(toy_conversations(task, "held-out", size, seed=seed))
+        assert len(held_out) == len(set(held_out)) == size
+
+
+def test_facts_held_out_set_is_every_held_out_question_once():
+    held_out = toy_conversations("facts", "held-out", 40)
+    people = [c["messages"][1]["text"].split(" lives in ")[0] for c in held_out]
+    assert sorted(people) == sorted(PEOPLE)  # each person's held-out question exactly once
+    other_seed = toy_conversations("facts", "held-out", 40, seed=7)
+    assert prompts(other_seed) == prompts(held_out) and prompt_list(other_seed) != prompt_list(held_out)
+    with pytest.raises(ValueError, match="'facts' has 40 held-out prompts.*at most 40, got 41"):
+        toy_conversations("facts", "held-out", 41)
+    assert len(toy_conversations("facts", "train", 500)) == 500  # training conversations may repeat
 
 
 @pytest.mark.parametrize("task", list(TASKS))
@@ -59,7 +85,7 @@ def test_copy_reverse_remember_replies():
 
 
 def test_facts_hold_out_one_phrasing_per_person():
-    held_out = toy_conversations("facts", "held-out", 400)
+    held_out = toy_conversations("facts", "held-out", 40)
     train = toy_conversations("facts", "train", 3000)
     assert len(prompts(held_out)) == len(PEOPLE)
     assert len(prompts(train)) == 4 * len(PEOPLE)

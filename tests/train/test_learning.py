@@ -8,11 +8,14 @@ trains the reply's text and the prompt's own ``<|endoftext|>``, the model did le
 """
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 
-from sft_utils import OPEN_ASSISTANT
-from sft_utils.train import loop
+from sft_utils import OPEN_ASSISTANT, course_data_path
+from sft_utils.data.toy import TASKS
+from sft_utils.train import TrainConfig, loop
 from sft_utils.train.toy_run import toy_run
 
 BUDGET = {"steps": 200, "eval_every": 100, "seed": 0}
@@ -47,3 +50,55 @@ def test_targets_that_are_not_shifted_are_not_learned(tokenizer, monkeypatch):
     _, history = toy_run("facts", tokenizer, **BUDGET)
     assert history["exact_match"][-1] < 0.1
     assert history["stop_rate"][-1] < 0.1
+
+
+def test_the_command_line_gives_each_toy_task_its_own_steps(capsys):
+    from sft_utils.train.cli import parse_args
+    from sft_utils.train.toy_run import EXPERIMENT_STEPS
+
+    assert set(EXPERIMENT_STEPS) == {"last_word", "facts"} < set(TASKS)
+    for task, steps in EXPERIMENT_STEPS.items():
+        assert parse_args(["--data", f"toy:{task}"]).config.steps == steps
+    assert parse_args(["--data", "toy:last_word", "--steps", "7"]).config.steps == 7  # the option still wins
+    assert parse_args(["--data", "toy:copy", "--steps", "7"]).config.steps == 7
+    with pytest.raises(SystemExit):  # no measured default: no promise the command line could not keep
+        parse_args(["--data", "toy:copy"])
+    assert "--data toy:copy: this task has no default steps" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["last_word", "facts"])  # the two tasks the course trains
+def test_the_command_line_defaults_reach_90_percent(task, tmp_path):
+    """``python -m sft_utils.train --data toy:TASK`` with nothing else keeps the promise of docs/performance.md."""
+    from sft_utils.train.cli import main
+
+    assert (
+        main(["--data", f"toy:{task}", "--output-dir", "", "--no-progress", "--history-json", str(tmp_path / "h.json")])
+        == 0
+    )
+    history = json.loads((tmp_path / "h.json").read_text())
+    assert history["exact_match"][-1] >= 0.9 and history["stop_rate"][-1] == 1.0
+
+
+def test_the_published_experiment_is_the_code_s_and_the_docs_table_is_its_table():
+    """data/toy_experiment.json holds runs of notebook 07's plan (all, or the first measured), made by
+    experiment_record (caps, early stop), and docs/performance.md shows the table experiment_table makes of them."""
+    from sft_utils.train.toy_run import (
+        EXPERIMENT_CAPS,
+        EXPERIMENT_EVAL_EVERY,
+        EXPERIMENT_RUNS,
+        REACH,
+        experiment_table,
+    )
+
+    records = json.loads(course_data_path("toy_experiment.json").read_text())["records"]
+    lr = TrainConfig.toy().lr
+    runs = [(r["task"], r["loss"], r["seed"], round(r["lr"] / lr, 3)) for r in records]
+    assert runs == [run for run in EXPERIMENT_RUNS if run in runs]  # planned runs, in the plan's order
+    for r in records:
+        assert (r["cap"], r["eval_every"]) == (EXPERIMENT_CAPS[r["task"]], EXPERIMENT_EVAL_EVERY[r["task"]])
+        reached = [s for s, em in zip(r["eval_step"], r["exact_match"], strict=True) if em >= REACH]
+        assert r["steps"] == (reached[0] if reached else r["cap"]) == r["eval_step"][-1]  # stopped at 90% or the cap
+        assert r["to_90"] == (reached[0] if reached else None)
+    docs = (Path(__file__).parents[2] / "docs" / "performance.md").read_text()
+    assert experiment_table(records) in docs

@@ -100,7 +100,7 @@ def test_the_command_line_trains_a_toy_task(tmp_path, capsys):
         3,
     )
     train_set, valid_set, source = load_data(args)
-    assert source.startswith("toy task facts") and len(train_set) == 4000 and len(valid_set) == 64
+    assert source.startswith("toy task facts") and len(train_set) == 4000 and len(valid_set) == 40  # each once
     argv = ["--data", "toy:facts", "--steps", "3", "--eval-every", "3", "--output-dir", str(tmp_path), "--no-progress"]
     assert main(argv) == 0
     history = json.loads((tmp_path / "history.json").read_text())
