@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 
 from ..chat_format import OPEN_ASSISTANT
-from ..data.toy import toy_conversations, toy_task
+from ..data.toy import held_out_size, toy_conversations, toy_task
 from ..models.assets import cache_dir
 from ..models.pythia import load_model
 from .config import TrainConfig
-from .toy_run import HELD_OUT_CONVERSATIONS, TRAIN_CONVERSATIONS, toy_run
+from .toy_run import TRAIN_CONVERSATIONS, toy_run
 
 # Steps that take each task past 90% held-out exact match with masked SFT and seeds 0, 1 and 2
 # (docs/performance.md, "Learning the toy tasks"). Plain SFT gets the same budget: a like-for-like comparison,
@@ -50,7 +50,7 @@ def _fingerprint(config: TrainConfig, task: str) -> str:
     import sft_utils
 
     train_set = toy_conversations(task, "train", TRAIN_CONVERSATIONS)
-    held_out = toy_conversations(task, "held-out", HELD_OUT_CONVERSATIONS)
+    held_out = toy_conversations(task, "held-out", held_out_size(task))
     recipe = {
         "config": dataclasses.asdict(config),
         "chat_format": OPEN_ASSISTANT.name,
