@@ -14,7 +14,7 @@ install_torch = $(1)/bin/python -c "import torch" 2>/dev/null || \
   $(1)/bin/python -m pip install --quiet --no-deps "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 STAMP := $(VENV)/.sft-course-installed
 
-.PHONY: setup course lab test test-slow test-transformers4 colab-rehearsal test-floors clean-notebooks
+.PHONY: setup course lab test test-notebooks test-slow test-transformers4 colab-rehearsal test-floors clean-notebooks
 
 setup: $(STAMP)
 	$(BIN)/python -m sft_utils.assets
@@ -33,10 +33,15 @@ course: setup
 lab: setup
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
+# The tests (a few minutes); the notebook replay and the longer runs are stages of their own, which CI runs too.
 test: setup
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -m "not slow"
+	$(BIN)/python -m pytest tests -m "not slow"
 
-# The longer learning runs and rehearsals (marker `slow`): CI runs them after `make test`.
+# Every notebook replayed with nbval: each cell must run, tagged cells must print what the committed ones print.
+test-notebooks: setup
+	$(BIN)/python -m pytest notebooks --nbval-lax --nbval-current-env
+
+# The longer learning runs and rehearsals (marker `slow`).
 test-slow: setup
 	$(BIN)/python -m pytest tests -m slow
 
@@ -48,7 +53,7 @@ test-transformers4: setup
 	test -x $(VENV4)/bin/python || $(PYTHON) -m venv $(VENV4)
 	$(call install_torch,$(VENV4))
 	$(VENV4)/bin/python -m pip install --quiet "transformers>=4.56.2,<5" -e ".[dev]"
-	$(VENV4)/bin/python -m pytest tests -m "not browser"
+	$(VENV4)/bin/python -m pytest tests -m "not browser and not slow"
 
 # Every notebook top to bottom on a stand-in Colab: a fresh venv in build/colab-rehearsal/ with the newest
 # transformers 4.x and $(TORCH_SPEC), sft-course installed by the notebooks' own set-up cell from the committed

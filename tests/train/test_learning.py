@@ -21,6 +21,7 @@ from sft_utils.train.toy_run import toy_run
 BUDGET = {"steps": 200, "eval_every": 100, "seed": 0}
 
 
+@pytest.mark.slow  # 200 steps; make test keeps the step-level checks (tests/train/test_step.py) and the toy model's cache
 def test_masked_sft_learns_a_toy_task(tokenizer):
     _, history = toy_run("facts", tokenizer, **BUDGET)
     assert history["exact_match"][0] == 0.0  # random weights: no right answer before training
