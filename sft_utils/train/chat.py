@@ -20,7 +20,7 @@ from ..steps.project import check_model
 from ..steps.tokenize import check_tokenizer
 from ..viz.chat import ChatWidget, reply_chips, stop_text
 from ..viz.text import token_strings
-from .generate import _check_positive, cut_reply, stop_token_ids
+from .generate import _check_positive, cut_reply, greedy_generate, stop_token_ids
 
 STOP_REASONS = ("end of message", "role marker", "length")
 
@@ -133,13 +133,12 @@ def reply_tokens(
     was_training = model.training
     model.eval()
     try:
-        out = model.generate(
-            input_ids=prompt,
-            attention_mask=torch.ones_like(prompt),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            eos_token_id=list(stops),
-            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(stops)),
+        out = greedy_generate(
+            model,
+            tokenizer,
+            prompt,
+            stops,
+            max_new_tokens,
             logits_processor=LogitsProcessorList([recorder]),
             streamer=recorder,
         )

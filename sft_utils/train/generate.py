@@ -78,16 +78,23 @@ def generate_reply(
     device = next(model.parameters()).device
     prompt = torch.tensor([generation_prompt_ids(messages, tokenizer, chat_format=chat_format)], device=device)
     model.eval()
-    out = model.generate(
+    out = greedy_generate(model, tokenizer, prompt, stops, max_new_tokens)
+    reply, _ = cut_reply(out[0, prompt.shape[1] :].tolist(), stops)
+    return tokenizer.decode(reply, skip_special_tokens=True)
+
+
+def greedy_generate(model, tokenizer, prompt, stops, max_new_tokens: int, **generate_kwargs):
+    """transformers' greedy ``generate`` on one prompt ``[1, T]`` (int64), stopping at any id in ``stops``: the
+    output ``[1, T + n]``, prompt included. Extra keywords (a streamer, logits processors) go to ``generate``."""
+    return model.generate(
         input_ids=prompt,
         attention_mask=torch.ones_like(prompt),
         max_new_tokens=max_new_tokens,
         do_sample=False,
         eos_token_id=list(stops),
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(stops)),
+        **generate_kwargs,
     )
-    reply, _ = cut_reply(out[0, prompt.shape[1] :].tolist(), stops)
-    return tokenizer.decode(reply, skip_special_tokens=True)
 
 
 @torch.no_grad()
