@@ -26,7 +26,7 @@ from ..scale.trl_route import ecosystem_messages, trl_label_masks
 from ..scale.truncation import trained_target_count
 from ..steps.format import ConversationError, conversation_name, normalize_messages
 from ..steps.mask import check_max_length, require_reply, token_id, tokenize_conversation
-from ..steps.template_mask import mask_from_template
+from ..steps.template_mask import template_mask_details
 from ..steps.tokenize import load_base_tokenizer, load_tokenizer
 from ..viz.report import ConversationMasks, Finding, MaskReport, TrlMasks
 from ..viz.text import token_strings
@@ -263,7 +263,7 @@ def template_masks(
     name = record_id(record, where)
     try:
         messages = ecosystem_messages(require_reply(normalize_messages(record["messages"], conversation_id=name)))
-        example = mask_from_template(
+        details = template_mask_details(  # the mask of mask_from_template, with the rendering and offsets it read
             messages,
             tokenizer,
             chat_template=chat_template,
@@ -273,14 +273,11 @@ def template_masks(
         )
     except Exception as error:  # noqa: BLE001 - a template may raise anything on one conversation; report it
         return _refused(where, name, error)
-    text = _render(tokenizer, messages, chat_template)
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    offsets = [tuple(o) for o in encoding["offset_mapping"]]
-    aligned = encoding["input_ids"] == list(example["input_ids"])  # else no character offsets to check against
-    spans = _message_spans(tokenizer, messages, chat_template, text) if aligned else [None] * len(messages)
+    example = {"input_ids": details["input_ids"], "label_mask": details["label_mask"]}
+    text, offsets = details["text"], details["offsets"]
+    spans = _message_spans(tokenizer, messages, chat_template, text)
     starts = [(span[0], k) for k, span in enumerate(spans) if span]  # a token belongs to the last header before it
     message_indices = [max((k for b, k in starts if b <= s), default=0) for s, _ in offsets]
-    message_indices = message_indices if aligned else [0] * len(example["input_ids"])
     conversation = _masks(where, name, tokenizer, {**example, "message_indices": message_indices}, max_length)
     conversation.findings += _typed_markers(
         messages,
