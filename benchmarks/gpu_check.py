@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_throughput import run as our_run
 
 from sft_utils.course.finetune import CELL_IDS, T4_BUDGET, notebook_config, notebook_memory
-from sft_utils.course.notebooks import NOTEBOOK_DIR
+from sft_utils.course.notebooks import NOTEBOOK_DIR, notebook_client
 from sft_utils.models.pythia import pythia_config
 from sft_utils.scale.memory_estimate import estimate_training_memory
 from sft_utils.train.estimate import PEAK_TFLOPS
@@ -73,7 +73,6 @@ def notebook_cells(timeout_s: int) -> tuple[list[dict], float, str | None]:
     """Run notebook 08 in a fresh kernel with a probe after each code cell: ([{cell, peak}], seconds, None or where
     and why it stopped). ``peak`` is None on a CPU, and for a cell that did not finish."""
     import nbformat
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
@@ -85,13 +84,7 @@ def notebook_cells(timeout_s: int) -> tuple[list[dict], float, str | None]:
     nb.cells = cells
     start, failure = time.perf_counter(), None
     try:
-        NotebookClient(
-            nb,
-            timeout=timeout_s,
-            kernel_name="python3",
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
-            resources={"metadata": {"path": str(NOTEBOOK.parent)}},
-        ).execute()
+        notebook_client(nb, NOTEBOOK.parent, timeout_s=timeout_s).execute()
     except CellExecutionError as error:  # the report says where it stopped, and the check goes on
         failure = f"{error.ename}: {error.evalue}"[:300]
     except CellTimeoutError:

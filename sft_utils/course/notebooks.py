@@ -87,21 +87,28 @@ def problems(nb) -> list[str]:
     return found
 
 
-def execute(path: Path, out_path: Path, *, timeout_s: int = 600) -> float:
-    """Execute a notebook in a fresh kernel (working directory: its folder), clean it, write it; seconds."""
-    import nbformat
+def notebook_client(nb, folder: Path, *, timeout_s: int):
+    """nbclient's client for ``nb`` in a fresh python3 kernel working in ``folder``, each cell limited to
+    ``timeout_s`` seconds (also used by benchmarks/gpu_check.py)."""
     from nbclient import NotebookClient
 
-    nb = nbformat.read(path, as_version=4)
-    start = time.perf_counter()
     # Log level ERROR: hides ipykernel's warning about its local TCP transport on every start.
-    NotebookClient(
+    return NotebookClient(
         nb,
         timeout=timeout_s,
         kernel_name="python3",
         extra_arguments=["--IPKernelApp.log_level=ERROR"],
-        resources={"metadata": {"path": str(path.parent)}},
-    ).execute()
+        resources={"metadata": {"path": str(folder)}},
+    )
+
+
+def execute(path: Path, out_path: Path, *, timeout_s: int = 600) -> float:
+    """Execute a notebook in a fresh kernel (working directory: its folder), clean it, write it; seconds."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    notebook_client(nb, path.parent, timeout_s=timeout_s).execute()
     elapsed = time.perf_counter() - start
     clean(nb)
     out_path.parent.mkdir(parents=True, exist_ok=True)
