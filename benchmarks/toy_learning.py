@@ -1,7 +1,7 @@
 """How fast a random-weight pythia-14m learns the toy tasks: masked SFT, plain SFT and prompt weights, fairly.
 
     python benchmarks/toy_learning.py --json data/toy_experiment.json   # notebook 07's experiment (EXPERIMENT_RUNS)
-    python benchmarks/toy_learning.py --workers 3 --threads 1 --json data/toy_experiment.json   # 3 runs at a time
+    python benchmarks/toy_learning.py --workers 1 --threads 2 --json data/toy_experiment.json   # 62 min, 2 idle cores
     python benchmarks/toy_learning.py --defaults     # each task with the command line's default steps, seed 0
     python benchmarks/toy_learning.py --timing       # seconds per step only, masked vs plain (1 min)
 

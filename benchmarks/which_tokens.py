@@ -5,8 +5,8 @@
     python benchmarks/which_tokens.py --seeds 0 1 2                    # more seeds
 
 Each run: ``sft_utils.train.toy_run.toy_record`` on the ``facts`` toy task (``TrainConfig.toy``: a random-weight
-pythia-14m, batch 16, lr 1e-3 constant after 20 warm-up steps, fp32, 200 steps), evaluated every 50 steps on 64
-held-out prompts (greedy replies: exact match, stop rate). The choices are the chat formats of
+pythia-14m, batch 16, lr 1e-3 constant after 20 warm-up steps, fp32, 200 steps), evaluated every 50 steps on
+every held-out question of ``facts`` once (40; greedy replies: exact match, stop rate). The choices are the chat formats of
 ``TOKEN_CHOICES``: Open-Assistant's as the course trains it (marker, text and ``<|endoftext|>``), the same
 without its marker (``train_marker=False``), the same without its end token (``train_end=False``), and ChatML
 (text and ``<|im_end|>``, its header ``<|im_start|>assistant\\n`` untrained). Generation always starts after

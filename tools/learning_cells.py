@@ -35,13 +35,11 @@ def cpu_run_time(times: dict) -> str:
 
 SETUP = f'''#@title Set-up: on Colab, installs sft_utils (once per runtime); elsewhere it only prints {{ display-mode: "form" }}
 import sys
-
 REPO_URL = "{REPO_URL}"
 if "google.colab" in sys.modules:
     import importlib.metadata
     import os
     import subprocess
-
     def installed(name):
         try:
             return importlib.metadata.version(name)
@@ -56,7 +54,9 @@ if "google.colab" in sys.modules:
     before = {{name: installed(name) for name in watched}}
     if installed("sft-course") is None:  # keep Colab's own torch and numpy
         keep = [f"{{name}}=={{before[name]}}" for name in ("torch", "numpy") if before[name]]
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", repo, *keep], check=True)
+        pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", repo, *keep], capture_output=True)
+        if pip.returncode:  # shown on failure only: on success pip prints setuptools' boxed build notes
+            raise RuntimeError(f"pip install failed:\\n{{pip.stderr.decode()[-3000:]}}")
     sys.path.insert(0, repo)
     changed = [name for name in watched if installed(name) != before[name] and name in sys.modules]
     if changed:

@@ -84,14 +84,19 @@ def test_every_notebook_has_the_same_setup_cell():
 class FakePip:
     """Stands in for subprocess.run on a fake Colab: records commands; pip 'upgrades' what it is told to."""
 
-    def __init__(self, versions, upgrades):
-        self.versions, self.upgrades, self.commands = versions, upgrades, []
+    def __init__(self, versions, upgrades, pip_fails=False):
+        self.versions, self.upgrades, self.commands, self.pip_fails = versions, upgrades, [], pip_fails
 
-    def run(self, command, check):
-        assert check
+    def run(self, command, check=False, capture_output=False):
         self.commands.append(command)
-        if "pip" in command:
-            self.versions.update(self.upgrades, **{"sft-course": "0.1.0"})
+        if "pip" not in command:  # git: fails loudly by itself
+            assert check
+            return subprocess.CompletedProcess(command, 0)
+        assert capture_output  # setuptools' build notes stay out of the notebook unless pip fails
+        if self.pip_fails:
+            return subprocess.CompletedProcess(command, 1, b"", b"noise\nERROR: No matching distribution found\n")
+        self.versions.update(self.upgrades, **{"sft-course": "0.1.0"})
+        return subprocess.CompletedProcess(command, 0, b"", b"BuildBackendWarning: Editable installation.\n")
 
     def version(self, name):
         if name not in self.versions:
@@ -99,9 +104,9 @@ class FakePip:
         return self.versions[name]
 
 
-def run_setup_on_fake_colab(monkeypatch, upgrades):
+def run_setup_on_fake_colab(monkeypatch, upgrades, pip_fails=False):
     versions = {"torch": "2.8.0+cu126", "numpy": "2.0.2", "transformers": "4.57.1", "tqdm": "4.67.1"}
-    fake = FakePip(versions, upgrades)
+    fake = FakePip(versions, upgrades, pip_fails)
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     monkeypatch.setattr(subprocess, "run", fake.run)
     monkeypatch.setattr(importlib.metadata, "version", fake.version)
@@ -121,6 +126,15 @@ def test_on_colab_it_clones_and_installs_keeping_torch_and_numpy(monkeypatch, ca
     assert not any(flag in pip for flag in ("-U", "--upgrade", "--force-reinstall"))
     assert sys.path[0] == COLAB_CLONE_DIR
     assert "no restart needed" in capsys.readouterr().out
+
+
+def test_on_colab_pip_s_output_shows_only_when_the_install_fails(monkeypatch, capsys):
+    monkeypatch.setenv("SFT_COURSE_DIR", "/nowhere/sft-course")
+    run_setup_on_fake_colab(monkeypatch, upgrades={})
+    captured = capsys.readouterr()
+    assert "Editable installation" not in captured.out + captured.err
+    with pytest.raises(RuntimeError, match="pip install failed:\nnoise\nERROR: No matching distribution found"):
+        run_setup_on_fake_colab(monkeypatch, upgrades={}, pip_fails=True)
 
 
 def test_the_clone_source_and_folder_can_be_overridden(monkeypatch, tmp_path):
