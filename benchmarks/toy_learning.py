@@ -3,6 +3,7 @@
     python benchmarks/toy_learning.py --json data/toy_experiment.json   # notebook 07's experiment (EXPERIMENT_RUNS)
     python benchmarks/toy_learning.py --workers 1 --threads 2 --json data/toy_experiment.json   # 62 min, 2 idle cores
     python benchmarks/toy_learning.py --defaults     # each task with the command line's default steps, seed 0
+    python benchmarks/toy_learning.py --budgets      # masked SFT's steps to 90% on every toy task, seeds 0 and 1
     python benchmarks/toy_learning.py --timing       # seconds per step only, masked vs plain (1 min)
 
 The experiment (``sft_utils.train.toy_run.experiment_record``): each run trains ``TrainConfig.toy`` (batch 16,
@@ -29,8 +30,8 @@ from pathlib import Path
 import torch
 
 import sft_utils
-from sft_utils.train.toy_run import EXPERIMENT_LOSSES as LOSSES
 from sft_utils.train.toy_run import (
+    BUDGET_CAP,
     EXPERIMENT_RUNS,
     EXPERIMENT_STEPS,
     experiment_record,
@@ -38,6 +39,7 @@ from sft_utils.train.toy_run import (
     first_step_reaching,
     toy_run,
 )
+from sft_utils.train.toy_run import EXPERIMENT_LOSSES as LOSSES
 
 
 def write(path: Path, records: list[dict]) -> None:
@@ -76,12 +78,12 @@ def experiment(workers: int, threads: int | None, path: Path | None) -> list[dic
     return records
 
 
-def defaults() -> None:
+def defaults(tasks=tuple(EXPERIMENT_STEPS)) -> None:
     """Each toy task as ``python -m sft_utils.train --data toy:TASK`` runs it by default (seed 0)."""
     tokenizer = sft_utils.load_tokenizer(verbose=False)
     print("| task | default steps | steps to 90% | final held-out exact match | held-out prompts |")
     print("|---|---|---|---|---|")
-    for task in EXPERIMENT_STEPS:  # the tasks with a measured default
+    for task in tasks:  # tasks with a measured default
         _, history = toy_run(task, tokenizer, steps=EXPERIMENT_STEPS[task], eval_every=50)
         prompts = sft_utils.data.toy.held_out_size(task)
         reach = first_step_reaching(history, 0.9)
@@ -92,18 +94,41 @@ def defaults() -> None:
         )
 
 
+def budgets(tasks=tuple(sft_utils.data.toy.TASKS), seeds=(0, 1)) -> None:
+    """Masked SFT's steps to 90% held-out exact match on each toy task and seed, stopping there (capped at
+    ``BUDGET_CAP``): the measurement behind ``EXPERIMENT_STEPS``, the command line's defaults. The learning rate
+    is constant after warm-up, so a run stopped at step N follows the same path as a run given N steps."""
+    tokenizer = sft_utils.load_tokenizer(verbose=False)
+    print("| task | seed | steps to 90% | exact match there | held-out prompts | seconds |")
+    print("|---|---|---|---|---|---|")
+    for task in tasks:
+        for seed in seeds:
+            start = time.perf_counter()
+            _, history = toy_run(task, tokenizer, steps=BUDGET_CAP, seed=seed, stop_at=0.9, eval_every=50)
+            reach = first_step_reaching(history, 0.9)
+            print(
+                f"| {task} | {seed} | {f'not within {BUDGET_CAP}' if reach is None else reach} "
+                f"| {history['exact_match'][-1]:.0%} | {sft_utils.data.toy.held_out_size(task)} "
+                f"| {time.perf_counter() - start:.0f} |",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the records here (keeping its published ones)")
     parser.add_argument("--workers", type=int, default=1, help="runs at a time, each in its own process")
     parser.add_argument("--threads", type=int, help="torch threads per process (default: torch's)")
-    parser.add_argument("--defaults", action="store_true", help="each task with the command line's defaults")
+    parser.add_argument("--defaults", nargs="*", metavar="TASK", help="the command line's defaults (default: all)")
+    parser.add_argument("--budgets", nargs="*", metavar="TASK", help="masked SFT's steps to 90%% (default: all)")
     parser.add_argument("--timing", action="store_true", help="only seconds per step, masked vs plain, 30 steps")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.defaults:
-        defaults()
+    if args.defaults is not None:
+        defaults(*([tuple(args.defaults)] if args.defaults else []))
+    elif args.budgets is not None:
+        budgets(*([tuple(args.budgets)] if args.budgets else []))
     elif args.timing:
         tokenizer = sft_utils.load_tokenizer(verbose=False)
         for task in ("last_word", "facts"):

@@ -18,8 +18,8 @@ torchrun launcher, and each process, finding no GPU, runs on the CPU. (``acceler
 Data: oasst1 from the hub (one best-ranked thread per tree, ``--lang``), or ``--data file.jsonl``; offline,
 the course's ``data/conversations.jsonl`` (and it says so). ``--data toy:TASK`` trains a random-weight model
 on a task of the toy world (:mod:`sft_utils.data.toy`) with :meth:`TrainConfig.toy`'s defaults and the task's
-own steps (``EXPERIMENT_STEPS``: measured to pass 90% held-out exact match; the tasks without a measured budget
-need ``--steps``), and adds the held-out exact match and stop rate to every evaluation. Writes the checkpoint (``save_pretrained``),
+own steps (``EXPERIMENT_STEPS``: measured to pass 90% held-out exact match; ``copy`` and ``reverse``, which
+masked SFT did not learn within 3000 steps, need ``--steps``), and adds the held-out exact match and stop rate to every evaluation. Writes the checkpoint (``save_pretrained``),
 ``history.json`` and ``loss_curves.png`` into ``--output-dir``; ``--history-json`` elsewhere too.
 """
 
@@ -44,7 +44,7 @@ from .config import LR_SCHEDULES, REPORT_TO, TrainConfig
 from .generate import reply_metrics
 from .loop import train
 from .precision import PRECISIONS
-from .toy_run import EXPERIMENT_STEPS, TRAIN_CONVERSATIONS
+from .toy_run import BUDGET_CAP, EXPERIMENT_STEPS, NOT_LEARNED, TRAIN_CONVERSATIONS
 
 FORMATS = {f.name: f for f in COURSE_FORMATS.values()}  # "open-assistant", "chatml", "llama-3"
 NO_CLIPPING = "none"
@@ -139,9 +139,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     if task is not None and task not in TASKS:
         parser.error(f"--data toy:{task}: unknown toy task; tasks: {', '.join(TASKS)}")
     if task is not None and task not in EXPERIMENT_STEPS and args.steps is None:
+        assert task in NOT_LEARNED, f"toy task {task!r} was never measured"  # a test keeps every task measured
         parser.error(
-            f"--data toy:{task}: this task has no default steps (none measured to reach 90% held-out exact match; "
-            f"{', '.join(EXPERIMENT_STEPS)} have): give --steps N"
+            f"--data toy:{task}: this task has no default steps (masked SFT did not learn it: 0% held-out exact "
+            f"match after {BUDGET_CAP} steps, seeds 0 and 1; {', '.join(EXPERIMENT_STEPS)} have them): give "
+            f"--steps N to try it"
         )
     if args.resume is not None and args.resume != "latest" and not Path(args.resume).is_dir():
         parser.error(f"--resume {args.resume}: no such folder (give a checkpoint-<step> folder, or latest)")

@@ -55,16 +55,21 @@ def test_targets_that_are_not_shifted_are_not_learned(tokenizer, monkeypatch):
 
 def test_the_command_line_gives_each_toy_task_its_own_steps(capsys):
     from sft_utils.train.cli import parse_args
-    from sft_utils.train.toy_run import EXPERIMENT_STEPS
+    from sft_utils.train.toy_run import EXPERIMENT_STEPS, NOT_LEARNED
 
-    assert set(EXPERIMENT_STEPS) == {"last_word", "facts"} < set(TASKS)
+    # every task was measured: it has a default, or masked SFT did not learn it within the cap
+    assert set(EXPERIMENT_STEPS) == {"last_word", "facts", "remember"}
+    assert set(NOT_LEARNED) == {"copy", "reverse"} == set(TASKS) - set(EXPERIMENT_STEPS)
     for task, steps in EXPERIMENT_STEPS.items():
         assert parse_args(["--data", f"toy:{task}"]).config.steps == steps
     assert parse_args(["--data", "toy:last_word", "--steps", "7"]).config.steps == 7  # the option still wins
     assert parse_args(["--data", "toy:copy", "--steps", "7"]).config.steps == 7
-    with pytest.raises(SystemExit):  # no measured default: no promise the command line could not keep
-        parse_args(["--data", "toy:copy"])
-    assert "--data toy:copy: this task has no default steps" in capsys.readouterr().err
+    for task in NOT_LEARNED:
+        with pytest.raises(SystemExit):  # no measured default: no promise the command line could not keep
+            parse_args(["--data", f"toy:{task}"])
+        error = capsys.readouterr().err
+        assert f"--data toy:{task}: this task has no default steps (masked SFT did not learn it: 0%" in error
+        assert "after 3000 steps" in error and "give --steps N" in error
 
 
 @pytest.mark.slow
