@@ -40,6 +40,8 @@ def test_a_second_call_loads_the_cache_without_training(tokenizer, tmp_path, mon
         ({"loss": "w=0.1"}, "loss must be one of"),
         ({"steps": 0}, "steps must be an int >= 1"),
         ({"seed": -1}, "seed must be an int >= 0"),
+        ({"task": "copy"}, "toy task 'copy' has no default steps: masked SFT did not learn it"),
+        ({"task": "reverse"}, "toy task 'reverse' has no default steps"),
     ],
 )
 def test_bad_arguments_are_named_before_any_work(kwargs, message, tmp_path):
