@@ -96,11 +96,12 @@ def defaults(tasks=tuple(EXPERIMENT_STEPS)) -> None:
 
 def budgets(tasks=tuple(sft_utils.data.toy.TASKS), seeds=(0, 1)) -> None:
     """Masked SFT's steps to 90% held-out exact match on each toy task and seed, stopping there (capped at
-    ``BUDGET_CAP``): the measurement behind ``EXPERIMENT_STEPS``, the command line's defaults. The learning rate
+    ``BUDGET_CAP``), with the stop rate and held-out loss (assistant-only, nats per token) where it stopped: the
+    measurement behind ``EXPERIMENT_STEPS``, the command line's defaults, and ``NOT_LEARNED``. The learning rate
     is constant after warm-up, so a run stopped at step N follows the same path as a run given N steps."""
     tokenizer = sft_utils.load_tokenizer(verbose=False)
-    print("| task | seed | steps to 90% | exact match there | held-out prompts | seconds |")
-    print("|---|---|---|---|---|---|")
+    print("| task | seed | steps to 90% | exact match there | stop rate | held-out loss | held-out prompts | seconds |")
+    print("|---|---|---|---|---|---|---|---|")
     for task in tasks:
         for seed in seeds:
             start = time.perf_counter()
@@ -108,7 +109,8 @@ def budgets(tasks=tuple(sft_utils.data.toy.TASKS), seeds=(0, 1)) -> None:
             reach = first_step_reaching(history, 0.9)
             print(
                 f"| {task} | {seed} | {f'not within {BUDGET_CAP}' if reach is None else reach} "
-                f"| {history['exact_match'][-1]:.0%} | {sft_utils.data.toy.held_out_size(task)} "
+                f"| {history['exact_match'][-1]:.0%} | {history['stop_rate'][-1]:.0%} "
+                f"| {history['valid_loss'][-1]:.2f} | {sft_utils.data.toy.held_out_size(task)} "
                 f"| {time.perf_counter() - start:.0f} |",
                 flush=True,
             )

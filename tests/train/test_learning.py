@@ -108,3 +108,23 @@ def test_the_published_experiment_is_the_code_s_and_the_docs_table_is_its_table(
         assert r["to_90"] == (reached[0] if reached else None)
     docs = (Path(__file__).parents[2] / "docs" / "performance.md").read_text()
     assert experiment_table(records) in docs
+
+
+def test_the_docs_budget_table_gives_each_task_the_default_the_code_has():
+    """docs/performance.md's budget table (benchmarks/toy_learning.py --budgets) is what the defaults rest on: each
+    default is the later seed's step to 90% plus one evaluation; a task that reached 90% with neither seed is
+    NOT_LEARNED, and the cap it was not reached within is BUDGET_CAP."""
+    from sft_utils.train.toy_run import BUDGET_CAP, EXPERIMENT_STEPS, NOT_LEARNED
+
+    docs = (Path(__file__).parents[2] / "docs" / "performance.md").read_text()
+    rows = {}
+    for line in docs.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 8 and cells[0] in TASKS and cells[1] in ("0", "1"):
+            rows.setdefault(cells[0], []).append(cells[2])
+    assert set(rows) == set(TASKS) and all(len(steps) == 2 for steps in rows.values())
+    for task, steps in rows.items():
+        if task in NOT_LEARNED:
+            assert steps == [f"not within {BUDGET_CAP}"] * 2
+        else:
+            assert EXPERIMENT_STEPS[task] == max(int(s) for s in steps) + 50
