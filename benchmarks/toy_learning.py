@@ -121,8 +121,20 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the records here (keeping its published ones)")
     parser.add_argument("--workers", type=int, default=1, help="runs at a time, each in its own process")
     parser.add_argument("--threads", type=int, help="torch threads per process (default: torch's)")
-    parser.add_argument("--defaults", nargs="*", metavar="TASK", help="the command line's defaults (default: all)")
-    parser.add_argument("--budgets", nargs="*", metavar="TASK", help="masked SFT's steps to 90%% (default: all)")
+    parser.add_argument(
+        "--defaults",
+        nargs="*",
+        choices=EXPERIMENT_STEPS,
+        metavar="TASK",
+        help="the command line's defaults (default: all)",
+    )
+    parser.add_argument(
+        "--budgets",
+        nargs="*",
+        choices=sft_utils.data.toy.TASKS,
+        metavar="TASK",
+        help="masked SFT's steps to 90%% (default: all)",
+    )
     parser.add_argument("--timing", action="store_true", help="only seconds per step, masked vs plain, 30 steps")
     args = parser.parse_args()
     if args.threads:

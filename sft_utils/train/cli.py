@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 
 import torch
+import transformers
 
 from ..chat_format import COURSE_FORMATS
 from ..data.conversations import load_conversations
@@ -136,6 +137,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.validation_fraction is not None and not 0 < args.validation_fraction < 1:
         parser.error(f"--validation-fraction must be between 0 and 1, got {args.validation_fraction}")
     task = toy_task_name(args.data)
+    if task == "":
+        parser.error(f"--data toy: names no task; give one of {', '.join(TASKS)} (--data toy:facts)")
     if task is not None and task not in TASKS:
         parser.error(f"--data toy:{task}: unknown toy task; tasks: {', '.join(TASKS)}")
     if task is not None and task not in EXPERIMENT_STEPS and args.steps is None:
@@ -147,9 +150,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         )
     if args.resume is not None and args.resume != "latest" and not Path(args.resume).is_dir():
         parser.error(f"--resume {args.resume}: no such folder (give a checkpoint-<step> folder, or latest)")
-    for option, given in (("--smoke", args.smoke), ("--lang", args.lang is not None)):
-        if task is not None and given:  # the toy world has its own model size and no languages
-            parser.error(f"{option} does not apply to --data toy:TASK")
+    for option, given, why in (
+        ("--smoke", args.smoke, "the toy world has its own model and steps"),
+        ("--lang", args.lang is not None, "the toy world has no languages; --lang picks oasst1's"),
+    ):
+        if task is not None and given:
+            parser.error(f"{option} does not apply to --data toy:TASK ({why})")
     if args.data is not None and task is None and args.lang is not None:
         parser.error("--lang applies to oasst1; a --data file is used as it is")
     if task is not None and args.validation_fraction is not None:
@@ -218,6 +224,8 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     config = args.config
+    if args.no_progress:  # transformers' own bars too (writing the checkpoint's shards)
+        transformers.utils.logging.disable_progress_bar()
     main_process = PartialState(cpu=not torch.cuda.is_available()).is_main_process
     say = print if main_process else (lambda *a, **k: None)
     try:  # a bad --data file, --model name or data without trained tokens: one line, no traceback

@@ -305,8 +305,10 @@ def test_the_command_line_names_a_bad_option(args, problem, capsys):
 @pytest.mark.parametrize(
     "args, problem",
     [
-        (["--data", "toy:facts", "--smoke"], "--smoke does not apply to --data toy:TASK"),
-        (["--data", "toy:facts", "--lang", "de"], "--lang does not apply to --data toy:TASK"),
+        (["--data", "toy:facts", "--smoke"], "--smoke does not apply to --data toy:TASK (the toy world has its own"),
+        (["--data", "toy:facts", "--lang", "de"], "--lang does not apply to --data toy:TASK (the toy world has no"),
+        (["--data", "toy:facts", "--lang", ""], "--lang does not apply to --data toy:TASK"),
+        (["--data", "toy:"], "--data toy: names no task; give one of last_word, copy, reverse, remember, facts"),
         (["--data", "x.jsonl", "--lang", "de"], "--lang applies to oasst1"),
     ],
 )
@@ -373,3 +375,21 @@ def test_the_command_line_trains_in_any_course_format(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--chat-format", "zephyr"])
     assert "invalid choice: 'zephyr'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_no_progress_silences_every_bar_the_checkpoint_included(quiet, tmp_path, capfd):
+    """--no-progress: neither the training bar nor transformers' bar for writing the checkpoint's shards."""
+    import transformers
+
+    from sft_utils.train.cli import main
+
+    args = ["--data", "toy:facts", "--max-conversations", "32", "--steps", "2", "--batch-size", "2"]
+    try:
+        assert main([*args, "--eval-every", "2", "--output-dir", str(tmp_path)] + ["--no-progress"] * quiet) == 0
+    finally:
+        transformers.utils.logging.enable_progress_bar()  # the switch is global: leave other tests their bars
+    err = capfd.readouterr().err
+    assert ("Writing model shards" in err) is not quiet
+    assert ("it/s]" in err or "s/it]" in err) is not quiet
+    assert (tmp_path / "model.safetensors").exists()
