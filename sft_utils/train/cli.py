@@ -220,12 +220,22 @@ def load_data(args):
 
 
 def main(argv=None) -> int:
-    from accelerate import PartialState
-
     args = parse_args(argv)
-    config = args.config
+    bars = transformers.utils.logging.is_progress_bar_enabled()
     if args.no_progress:  # transformers' own bars too (writing the checkpoint's shards)
         transformers.utils.logging.disable_progress_bar()
+    try:
+        return run(args)
+    finally:  # as they were: main may be called in a notebook or a test, not only as a program
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+
+
+def run(args) -> int:
+    """Train as the parsed options ``args`` say (:func:`parse_args`); 0 on success, 2 on bad data or model."""
+    from accelerate import PartialState
+
+    config = args.config
     main_process = PartialState(cpu=not torch.cuda.is_available()).is_main_process
     say = print if main_process else (lambda *a, **k: None)
     try:  # a bad --data file, --model name or data without trained tokens: one line, no traceback

@@ -385,10 +385,14 @@ def test_no_progress_silences_every_bar_the_checkpoint_included(quiet, tmp_path,
     from sft_utils.train.cli import main
 
     args = ["--data", "toy:facts", "--max-conversations", "32", "--steps", "2", "--batch-size", "2"]
+    before = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.enable_progress_bar()  # as in a fresh process with the bars on
     try:
         assert main([*args, "--eval-every", "2", "--output-dir", str(tmp_path)] + ["--no-progress"] * quiet) == 0
+        assert transformers.utils.logging.is_progress_bar_enabled()  # main leaves the switch as it found it
     finally:
-        transformers.utils.logging.enable_progress_bar()  # the switch is global: leave other tests their bars
+        if not before:
+            transformers.utils.logging.disable_progress_bar()
     err = capfd.readouterr().err
     assert ("Writing model shards" in err) is not quiet
     assert ("it/s]" in err or "s/it]" in err) is not quiet
