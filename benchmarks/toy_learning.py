@@ -34,6 +34,7 @@ from sft_utils.train.toy_run import (
     BUDGET_CAP,
     EXPERIMENT_RUNS,
     EXPERIMENT_STEPS,
+    REACH,
     experiment_record,
     experiment_table,
     first_step_reaching,
@@ -78,7 +79,7 @@ def experiment(workers: int, threads: int | None, path: Path | None) -> list[dic
     return records
 
 
-def defaults(tasks=tuple(EXPERIMENT_STEPS)) -> None:
+def defaults(tasks) -> None:
     """Each toy task as ``python -m sft_utils.train --data toy:TASK`` runs it by default (seed 0)."""
     tokenizer = sft_utils.load_tokenizer(verbose=False)
     print("| task | default steps | steps to 90% | final held-out exact match | held-out prompts |")
@@ -94,7 +95,7 @@ def defaults(tasks=tuple(EXPERIMENT_STEPS)) -> None:
         )
 
 
-def budgets(tasks=tuple(sft_utils.data.toy.TASKS), seeds=(0, 1)) -> None:
+def budgets(tasks, seeds=(0, 1)) -> None:
     """Masked SFT's steps to 90% held-out exact match on each toy task and seed, stopping there (capped at
     ``BUDGET_CAP``), with the stop rate and held-out loss (assistant-only, nats per token) where it stopped: the
     measurement behind ``EXPERIMENT_STEPS``, the command line's defaults, and ``NOT_LEARNED``. The learning rate
@@ -105,8 +106,8 @@ def budgets(tasks=tuple(sft_utils.data.toy.TASKS), seeds=(0, 1)) -> None:
     for task in tasks:
         for seed in seeds:
             start = time.perf_counter()
-            _, history = toy_run(task, tokenizer, steps=BUDGET_CAP, seed=seed, stop_at=0.9, eval_every=50)
-            reach = first_step_reaching(history, 0.9)
+            _, history = toy_run(task, tokenizer, steps=BUDGET_CAP, seed=seed, stop_at=REACH, eval_every=50)
+            reach = first_step_reaching(history, REACH)
             print(
                 f"| {task} | {seed} | {f'not within {BUDGET_CAP}' if reach is None else reach} "
                 f"| {history['exact_match'][-1]:.0%} | {history['stop_rate'][-1]:.0%} "
@@ -140,9 +141,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.defaults is not None:
-        defaults(*([tuple(args.defaults)] if args.defaults else []))
+        defaults(args.defaults or EXPERIMENT_STEPS)
     elif args.budgets is not None:
-        budgets(*([tuple(args.budgets)] if args.budgets else []))
+        budgets(args.budgets or sft_utils.data.toy.TASKS)
     elif args.timing:
         tokenizer = sft_utils.load_tokenizer(verbose=False)
         for task in ("last_word", "facts"):

@@ -5,6 +5,8 @@ Introduced in notebook 08_finetune_pythia.
 
 from __future__ import annotations
 
+import contextlib
+
 from ..chat_format import OPEN_ASSISTANT, ChatFormat
 from ..steps.mask import token_id
 from .generate import stop_token_ids
@@ -31,3 +33,18 @@ def save_checkpoint(
     model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(output_dir, state_dict=state_dict)
     tokenizer.save_pretrained(output_dir)
+
+
+@contextlib.contextmanager
+def transformers_bars_off():
+    """transformers' progress bars (writing and loading a checkpoint's shards) off inside the block, then as they
+    were: the switch is global, and the caller may be a notebook or a test, not only a program."""
+    from transformers.utils import logging
+
+    enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            logging.enable_progress_bar()

@@ -26,6 +26,7 @@ masked SFT did not learn within 3000 steps, need ``--steps``), and adds the held
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -33,7 +34,6 @@ import sys
 from pathlib import Path
 
 import torch
-import transformers
 
 from ..chat_format import COURSE_FORMATS
 from ..data.conversations import load_conversations
@@ -41,11 +41,12 @@ from ..data.oasst import load_oasst1_conversations, split_by_tree
 from ..data.toy import TASKS, held_out_size, toy_conversations
 from ..models.pythia import load_model
 from ..steps.tokenize import load_tokenizer
+from .checkpoint import transformers_bars_off
 from .config import LR_SCHEDULES, REPORT_TO, TrainConfig
 from .generate import reply_metrics
 from .loop import train
 from .precision import PRECISIONS
-from .toy_run import BUDGET_CAP, EXPERIMENT_STEPS, NOT_LEARNED, TRAIN_CONVERSATIONS
+from .toy_run import EXPERIMENT_STEPS, NOT_LEARNED, NOT_LEARNED_WHY, TRAIN_CONVERSATIONS
 
 FORMATS = {f.name: f for f in COURSE_FORMATS.values()}  # "open-assistant", "chatml", "llama-3"
 NO_CLIPPING = "none"
@@ -144,9 +145,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if task is not None and task not in EXPERIMENT_STEPS and args.steps is None:
         assert task in NOT_LEARNED, f"toy task {task!r} was never measured"  # a test keeps every task measured
         parser.error(
-            f"--data toy:{task}: this task has no default steps (masked SFT did not learn it: 0% held-out exact "
-            f"match after {BUDGET_CAP} steps, seeds 0 and 1; {', '.join(EXPERIMENT_STEPS)} have them): give "
-            f"--steps N to try it"
+            f"--data toy:{task}: this task has no default steps ({NOT_LEARNED_WHY}; "
+            f"{', '.join(EXPERIMENT_STEPS)} have them): give --steps N to try it"
         )
     if args.resume is not None and args.resume != "latest" and not Path(args.resume).is_dir():
         parser.error(f"--resume {args.resume}: no such folder (give a checkpoint-<step> folder, or latest)")
@@ -221,14 +221,8 @@ def load_data(args):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    bars = transformers.utils.logging.is_progress_bar_enabled()
-    if args.no_progress:  # transformers' own bars too (writing the checkpoint's shards)
-        transformers.utils.logging.disable_progress_bar()
-    try:
+    with transformers_bars_off() if args.no_progress else contextlib.nullcontext():  # the checkpoint's bar too
         return run(args)
-    finally:  # as they were: main may be called in a notebook or a test, not only as a program
-        if bars:
-            transformers.utils.logging.enable_progress_bar()
 
 
 def run(args) -> int:

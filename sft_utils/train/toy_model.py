@@ -15,7 +15,6 @@ format, the training and held-out conversations, the package version), so a chan
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -29,8 +28,9 @@ from ..chat_format import OPEN_ASSISTANT
 from ..data.toy import held_out_size, toy_conversations, toy_task
 from ..models.assets import cache_dir
 from ..models.pythia import load_model
+from .checkpoint import transformers_bars_off
 from .config import TrainConfig
-from .toy_run import BUDGET_CAP, EXPERIMENT_STEPS, NOT_LEARNED, TRAIN_CONVERSATIONS, toy_run
+from .toy_run import EXPERIMENT_STEPS, NOT_LEARNED, NOT_LEARNED_WHY, TRAIN_CONVERSATIONS, toy_run
 
 # Steps that take each task past 90% held-out exact match with masked SFT (docs/performance.md, "Learning the toy
 # tasks"): facts 150, its first evaluation past 90% with seeds 0, 1 and 2 (the model of notebooks 04-06 and 08);
@@ -62,20 +62,6 @@ def _fingerprint(config: TrainConfig, task: str) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-@contextlib.contextmanager
-def _quiet():
-    """transformers' save and load progress bars off (a cached model loads in a blink), then as they were."""
-    from transformers.utils import logging
-
-    enabled = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            logging.enable_progress_bar()
-
-
 def _describe(record: dict) -> str:
     return (
         f"pythia-14m-shaped, random init (seed {record['seed']}), {record['steps']} steps of {record['loss']} SFT "
@@ -89,10 +75,7 @@ def _check(task, loss, steps, seed) -> int:
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     if steps is None and task in NOT_LEARNED:
-        raise ValueError(
-            f"toy task {task!r} has no default steps: masked SFT did not learn it (0% held-out exact match after "
-            f"{BUDGET_CAP} steps, seeds 0 and 1); give steps"
-        )
+        raise ValueError(f"toy task {task!r} has no default steps: {NOT_LEARNED_WHY}; give steps")
     steps = TOY_MODEL_STEPS[task] if steps is None else steps
     for name, value in (("steps", steps), ("seed", seed)):
         if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "steps" else 0):
@@ -155,7 +138,7 @@ def toy_trained_model(
         record["description"] = _describe(record)
         folder.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=folder))
-        with _quiet():
+        with transformers_bars_off():  # a cached model loads in a blink
             model.save_pretrained(scratch)
         (scratch / "record.json").write_text(json.dumps(record, indent=1))
         try:
@@ -164,7 +147,7 @@ def toy_trained_model(
             shutil.rmtree(scratch, ignore_errors=True)
         from_cache = False
     else:
-        with _quiet():
+        with transformers_bars_off():  # a cached model loads in a blink
             model = load_model(str(target), verbose=False)
         record = json.loads((target / "record.json").read_text())
         from_cache = True
