@@ -394,6 +394,7 @@ def test_no_progress_silences_every_bar_the_checkpoint_included(quiet, tmp_path,
         if not before:
             transformers.utils.logging.disable_progress_bar()
     err = capfd.readouterr().err
-    assert ("Writing model shards" in err) is not quiet
+    if transformers.__version__ >= "5":  # 4.x saves a single file without a bar
+        assert ("Writing model shards" in err) is not quiet
     assert ("it/s]" in err or "s/it]" in err) is not quiet
     assert (tmp_path / "model.safetensors").exists()
