@@ -87,7 +87,7 @@ def defaults(tasks) -> None:
     for task in tasks:  # tasks with a measured default
         _, history = toy_run(task, tokenizer, steps=EXPERIMENT_STEPS[task], eval_every=50)
         prompts = sft_utils.data.toy.held_out_size(task)
-        reach = first_step_reaching(history, 0.9)
+        reach = first_step_reaching(history, REACH)
         print(
             f"| {task} | {EXPERIMENT_STEPS[task]} | {'–' if reach is None else reach} "
             f"| {history['exact_match'][-1]:.0%} | {prompts} |",
